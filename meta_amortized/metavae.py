@@ -1,0 +1,61 @@
+"""The MetaVAE (Wu et al.): a meta-inference network g(D, x) and one decoder per distribution."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from meta_amortized import objectives
+from meta_amortized.distributions import Bernoulli
+from meta_amortized.networks import Decoder, MetaInferenceNetwork, init_stacked
+from meta_amortized.sampling import sample_meta_batch
+
+
+class MetaVAE(NamedTuple):
+  """The MetaVAE on flat observations with a Bernoulli likelihood (grey levels in [0, 1]).
+
+  Parameters are `{"meta_inference": ..., "decoders": ...}`, the decoders stacked
+  on a leading axis, one per training distribution.
+  """
+
+  meta_inference: MetaInferenceNetwork = MetaInferenceNetwork()
+  decoder: Decoder = Decoder()
+
+  def init(self, key: jax.Array, num_distributions: int, data_dim: int = 784) -> dict[str, Any]:
+    encoder_key, decoder_key = jax.random.split(key)
+    example = jnp.zeros((1, data_dim))
+    return {
+        "meta_inference": self.meta_inference.init(encoder_key, example[None], example),
+        "decoders": init_stacked(self.decoder, decoder_key, num_distributions,
+                                 jnp.zeros((1, self.meta_inference.latent_dim))),
+    }
+
+  def meta_elbo(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array,
+                decoder_index: jax.Array | None = None) -> jax.Array:
+    """Per-query MetaELBO (K, B) of queries (K, B, D) with their sets (K, B, N, D)."""
+    return objectives.meta_elbo(
+        key, queries, sets,
+        meta_inference_fn=lambda d, x: self.meta_inference.apply(params["meta_inference"], d, x),
+        log_likelihood_fn=lambda theta, x, z: Bernoulli(self.decoder.apply(theta, z)).log_prob(x),
+        decoder_params=params["decoders"],
+        decoder_index=decoder_index,
+    )
+
+  def encode(self, params: dict[str, Any], sets: jax.Array, queries: jax.Array) -> jax.Array:
+    """The code of each query: the mean of q(z | D, x)."""
+    return self.meta_inference.apply(params["meta_inference"], sets, queries).mean
+
+  def loss(self, params: dict[str, Any], key: jax.Array, data: jax.Array, *, batch_size: int,
+           set_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Negative MetaELBO of one training batch drawn on the device from `data` (K, M, D).
+
+    The mean over queries of each distribution, then over the K distributions (the
+    original's reduction); queries and sets come from `sample_meta_batch`.
+    """
+    batch_key, elbo_key = jax.random.split(key)
+    queries, sets = sample_meta_batch(batch_key, data, batch_size=batch_size, set_size=set_size)
+    per_query = self.meta_elbo(params, elbo_key, queries.astype(jnp.float32), sets.astype(jnp.float32))
+    loss = -jnp.mean(per_query)
+    return loss, {"meta_elbo": -loss}

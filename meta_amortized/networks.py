@@ -1,0 +1,238 @@
+"""Flax (Linen) networks of the MetaVAE and its baselines.
+
+Linen's `init` / `apply` keeps parameters as plain pytrees, which is what the
+objectives and the per-distribution decoder bank (parameters stacked on a
+leading axis, applied with `jax.vmap`) want. Sizes default to REFERENCE.md
+section 1 (MLP, MNIST) and section 2 (baselines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from meta_amortized.distributions import DiagonalGaussian
+
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  """LeakyReLU with slope 0.2, the summary network's nonlinearity."""
+  return jax.nn.leaky_relu(x, negative_slope=0.2)
+
+
+class MLP(nn.Module):
+  """Dense layers with `activation` between them (and after the last if `activate_final`)."""
+
+  features: Sequence[int]
+  activation: Activation = nn.relu
+  activate_final: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i, width in enumerate(self.features):
+      x = nn.Dense(width, name=f"dense_{i}")(x)
+      if i + 1 < len(self.features) or self.activate_final:
+        x = self.activation(x)
+    return x
+
+
+def gaussian_from_params(params: jax.Array) -> DiagonalGaussian:
+  """Splits the last axis of (..., 2Z) into a mean and a log-variance."""
+  mean, log_variance = jnp.split(params, 2, axis=-1)
+  return DiagonalGaussian(mean, log_variance)
+
+
+class SummaryNetwork(nn.Module):
+  """h(D): a per-element MLP followed by the mean over the set axis (-2 after flattening).
+
+  Permutation invariant by construction. The mean is over the set, as the paper
+  says (the original code divides the sum by the batch size).
+
+  Input (..., N, *event); output (..., features[-1]).
+  """
+
+  features: Sequence[int] = (784, 400, 400)
+  activation: Activation = leaky_relu
+  event_ndims: int = 1
+
+  @nn.compact
+  def __call__(self, sets: jax.Array) -> jax.Array:
+    flat = sets.reshape(sets.shape[: sets.ndim - self.event_ndims] + (-1,))
+    per_element = MLP(self.features, self.activation, name="element_mlp")(flat)
+    return jnp.mean(per_element, axis=-2)
+
+
+class AggregationNetwork(nn.Module):
+  """r(CONCAT(x, h(D))): an MLP that outputs the diagonal Gaussian q(z | D, x)."""
+
+  hidden: Sequence[int] = (400, 400)
+  latent_dim: int = 40
+  activation: Activation = nn.relu
+
+  @nn.compact
+  def __call__(self, x: jax.Array, summary: jax.Array) -> DiagonalGaussian:
+    inputs = jnp.concatenate([x, summary], axis=-1)
+    return gaussian_from_params(MLP(tuple(self.hidden) + (2 * self.latent_dim,), self.activation)(inputs))
+
+
+class MetaInferenceNetwork(nn.Module):
+  """g(D, x) = r(CONCAT(x, h(D))) (Wu et al., implementation details).
+
+  `sets` is either one set per query, (B, N, D), or one set shared by the batch,
+  (N, D); `queries` is (B, D). Returns q(z | D, x) of batch shape (B,).
+  """
+
+  summary_features: Sequence[int] = (784, 400, 400)
+  hidden: Sequence[int] = (400, 400)
+  latent_dim: int = 40
+
+  @nn.compact
+  def __call__(self, sets: jax.Array, queries: jax.Array) -> DiagonalGaussian:
+    summary = SummaryNetwork(self.summary_features, name="summary")(sets)
+    summary = jnp.broadcast_to(summary, queries.shape[:-1] + summary.shape[-1:])
+    return AggregationNetwork(self.hidden, self.latent_dim, name="aggregation")(queries, summary)
+
+
+class Encoder(nn.Module):
+  """A plain VAE encoder q(z | x): MLP to a diagonal Gaussian."""
+
+  hidden: Sequence[int] = (400, 400)
+  latent_dim: int = 40
+  activation: Activation = nn.relu
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> DiagonalGaussian:
+    return gaussian_from_params(MLP(tuple(self.hidden) + (2 * self.latent_dim,), self.activation)(x))
+
+
+class Decoder(nn.Module):
+  """p(x | z): MLP from z to the logits (or means) of the observation, 40 -> 400 -> 400 -> 784."""
+
+  hidden: Sequence[int] = (400, 400)
+  output_dim: int = 784
+  activation: Activation = nn.relu
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    return MLP(tuple(self.hidden) + (self.output_dim,), self.activation)(z)
+
+
+def init_stacked(module: nn.Module, key: jax.Array, num: int, *example_inputs: Any) -> Any:
+  """Initialises `num` independent copies of `module`, parameters stacked on axis 0.
+
+  This is the bank of per-distribution decoders: apply it with
+  `jax.vmap(module.apply)(stacked, inputs)` (one batched call for all K decoders)
+  or pick decoder k with `jax.tree.map(lambda p: p[k], stacked)`.
+  """
+  return jax.vmap(lambda k: module.init(k, *example_inputs))(jax.random.split(key, num))
+
+
+# --- Conv networks for 32 x 32 grey images (Small NORB; REFERENCE.md section 4) ---
+
+_CONV_FEATURES = (64, 64, 64, 128, 128, 128, 256, 256, 256)
+_CONV_STRIDES = (1, 1, 2, 1, 1, 2, 1, 1, 2)
+
+
+class ConvEncoder(nn.Module):
+  """Nine 3x3 conv layers (64,64,64/2,128,128,128/2,256,256,256/2), batch norm, ELU.
+
+  Input (B, 32, 32, 1); output the flattened 4 x 4 x 256 = 4096 features.
+  Batch statistics live in the `batch_stats` collection (`train=True` updates them).
+  """
+
+  features: Sequence[int] = _CONV_FEATURES
+  strides: Sequence[int] = _CONV_STRIDES
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    x = images
+    for width, stride in zip(self.features, self.strides, strict=False):
+      x = nn.Conv(width, (3, 3), strides=(stride, stride), padding="SAME")(x)
+      x = nn.BatchNorm(use_running_average=not train)(x)
+      x = nn.elu(x)
+    return x.reshape(x.shape[:-3] + (-1,))
+
+
+class ConvDecoder(nn.Module):
+  """Mirror of `ConvEncoder`: a dense layer to 4 x 4 x 256, then transposed convs to 32 x 32.
+
+  Input (B, Z); output logits (B, 32, 32, channels).
+  """
+
+  features: Sequence[int] = _CONV_FEATURES
+  strides: Sequence[int] = _CONV_STRIDES
+  channels: int = 1
+
+  @nn.compact
+  def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+    x = nn.Dense(4 * 4 * self.features[-1])(z).reshape(z.shape[:-1] + (4, 4, self.features[-1]))
+    x = nn.elu(nn.BatchNorm(use_running_average=not train)(x))
+    widths = list(reversed(self.features))[1:] + [self.features[0]]
+    for width, stride in zip(widths, reversed(self.strides), strict=False):
+      x = nn.ConvTranspose(width, (3, 3), strides=(stride, stride), padding="SAME")(x)
+      x = nn.elu(nn.BatchNorm(use_running_average=not train)(x))
+    return nn.Conv(self.channels, (3, 3), padding="SAME")(x)
+
+
+# --- Statistic networks of the Neural Statistician / Variational Homoencoder baselines ---
+
+
+class ContextPosterior(nn.Module):
+  """q(c | D): per-element Dense (ELU, or none for the VHE), mean over the set, Dense to 2C.
+
+  Input (..., N, D); output a Gaussian of batch shape (...,), event (C,).
+  """
+
+  hidden: int = 400
+  context_dim: int = 300
+  pre_pool_activation: Activation | None = nn.elu
+
+  @nn.compact
+  def __call__(self, sets: jax.Array) -> DiagonalGaussian:
+    h = nn.Dense(self.hidden)(sets)
+    if self.pre_pool_activation is not None:
+      h = self.pre_pool_activation(h)
+    return gaussian_from_params(nn.Dense(2 * self.context_dim)(jnp.mean(h, axis=-2)))
+
+
+class LatentPosterior(nn.Module):
+  """q(z | x, c): [x -> H, c -> H] summed, ELU, H, ELU, -> 2Z."""
+
+  hidden: int = 400
+  latent_dim: int = 40
+
+  @nn.compact
+  def __call__(self, x: jax.Array, c: jax.Array) -> DiagonalGaussian:
+    h = nn.elu(nn.Dense(self.hidden, name="from_x")(x) + nn.Dense(self.hidden, name="from_c")(c))
+    h = nn.elu(nn.Dense(self.hidden)(h))
+    return gaussian_from_params(nn.Dense(2 * self.latent_dim)(h))
+
+
+class LatentPrior(nn.Module):
+  """p(z | c): C -> 400 -> 400 -> 2Z with ELU."""
+
+  hidden: Sequence[int] = (400, 400)
+  latent_dim: int = 40
+
+  @nn.compact
+  def __call__(self, c: jax.Array) -> DiagonalGaussian:
+    return gaussian_from_params(MLP(tuple(self.hidden) + (2 * self.latent_dim,), nn.elu)(c))
+
+
+class StatisticianDecoder(nn.Module):
+  """p(x | z, c): [z -> 400, c -> 400] summed, ELU, -> 4096, ELU, -> output logits."""
+
+  hidden: int = 400
+  wide: int = 4096
+  output_dim: int = 784
+
+  @nn.compact
+  def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
+    h = nn.elu(nn.Dense(self.hidden, name="from_z")(z) + nn.Dense(self.hidden, name="from_c")(c))
+    h = nn.elu(nn.Dense(self.wide)(h))
+    return nn.Dense(self.output_dim)(h)

@@ -1,0 +1,80 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meta_amortized import MetaVAE, networks
+
+
+def test_summary_network_is_permutation_invariant_and_a_true_mean():
+  net = networks.SummaryNetwork(features=(8, 6))
+  sets = jax.random.normal(jax.random.key(0), (3, 5, 4))
+  params = net.init(jax.random.key(1), sets)
+  apply = jax.jit(net.apply)
+  out = apply(params, sets)
+  permuted = sets[:, jax.random.permutation(jax.random.key(2), 5)]
+  np.testing.assert_allclose(apply(params, permuted), out, rtol=1e-5, atol=1e-6)
+  # A mean, not a sum: repeating every element leaves the summary unchanged.
+  np.testing.assert_allclose(apply(params, jnp.concatenate([sets, sets], axis=1)), out, rtol=1e-5, atol=1e-6)
+
+
+def test_meta_inference_network_shared_set_equals_repeated_per_query_sets():
+  net = networks.MetaInferenceNetwork(summary_features=(8, 6), hidden=(7,), latent_dim=2)
+  shared = jax.random.normal(jax.random.key(0), (5, 4))
+  queries = jax.random.normal(jax.random.key(1), (3, 4))
+  params = net.init(jax.random.key(2), shared, queries)
+  one = net.apply(params, shared, queries)
+  repeated = net.apply(params, jnp.broadcast_to(shared, (3, 5, 4)), queries)
+  assert one.mean.shape == (3, 2)
+  np.testing.assert_allclose(one.mean, repeated.mean, rtol=1e-6)
+  np.testing.assert_allclose(one.log_variance, repeated.log_variance, rtol=1e-6)
+
+
+def test_metavae_has_the_original_parameter_count():
+  # REFERENCE.md section 1: 4.21 M parameters with K = 5, 6.18 M with K = 9.
+  for k, millions in [(5, 4.21), (9, 6.18)]:
+    shapes = jax.eval_shape(lambda key, k=k: MetaVAE().init(key, k), jax.random.key(0))
+    assert round(sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)) / 1e6, 2) == millions
+
+
+def test_decoder_bank_vmap_equals_loop_over_independent_decoders():
+  decoder = networks.Decoder(hidden=(5,), output_dim=3)
+  bank = networks.init_stacked(decoder, jax.random.key(0), 4, jnp.zeros((1, 2)))
+  z = jax.random.normal(jax.random.key(1), (4, 6, 2))
+  batched = jax.vmap(decoder.apply)(bank, z)
+  for k in range(4):
+    np.testing.assert_allclose(batched[k], decoder.apply(jax.tree.map(lambda p: p[k], bank), z[k]), rtol=1e-6)
+  kernels = bank["params"]["MLP_0"]["dense_0"]["kernel"]
+  assert kernels.shape == (4, 2, 5) and not np.allclose(kernels[0], kernels[1])
+
+
+def test_conv_encoder_decoder_shapes_and_batch_stats():
+  encoder = networks.ConvEncoder(features=(4, 4, 4, 8, 8, 8, 8, 8, 8))
+  images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 1))
+  variables = encoder.init(jax.random.key(1), images, train=False)
+  features, updates = encoder.apply(variables, images, train=True, mutable=["batch_stats"])
+  assert features.shape == (2, 4 * 4 * 8)
+  assert "batch_stats" in updates
+  decoder = networks.ConvDecoder(features=(4, 4, 4, 8, 8, 8, 8, 8, 8))
+  dec_vars = decoder.init(jax.random.key(2), jnp.zeros((2, 3)), train=False)
+  assert decoder.apply(dec_vars, jnp.zeros((2, 3)), train=False).shape == (2, 32, 32, 1)
+
+
+def test_statistic_networks_shapes():
+  sets = jnp.ones((2, 5, 784))
+  context = networks.ContextPosterior()
+  q_c = context.apply(context.init(jax.random.key(0), sets), sets)
+  assert q_c.mean.shape == (2, 300)
+  c = q_c.mean
+  latent = networks.LatentPosterior()
+  assert latent.apply(latent.init(jax.random.key(0), sets[:, 0], c), sets[:, 0], c).mean.shape == (2, 40)
+  prior = networks.LatentPrior()
+  assert prior.apply(prior.init(jax.random.key(0), c), c).log_variance.shape == (2, 40)
+  decoder = networks.StatisticianDecoder()
+  z = jnp.zeros((2, 40))
+  assert decoder.apply(decoder.init(jax.random.key(0), z, c), z, c).shape == (2, 784)
+  linear = networks.ContextPosterior(pre_pool_activation=None, hidden=3, context_dim=2)
+  lin_params = linear.init(jax.random.key(0), sets[..., :4])
+  # Without a pre-pool nonlinearity the pooled statistic is linear in the set's mean.
+  mean_set = jnp.mean(sets[..., :4], axis=1, keepdims=True)
+  np.testing.assert_allclose(linear.apply(lin_params, sets[..., :4]).mean,
+                             linear.apply(lin_params, mean_set).mean, rtol=1e-6)
