@@ -89,7 +89,7 @@ def main(argv=None) -> None:
   parser.add_argument("--batch-size", type=int, default=100, help="B")
   parser.add_argument("--set-size", type=int, default=10, help="N")
   parser.add_argument("--num-examples", type=int, default=60000, help="examples per distribution")
-  parser.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps")
+  parser.add_argument("--steps", type=int, default=30, help="timed steps after 3 warm-up steps")
   parser.add_argument("--matmul-size", type=int, default=2048, help="side of the reference square matmul")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   args = parser.parse_args(argv)

@@ -228,7 +228,7 @@ def test_vampprior_context_prior_uses_monte_carlo_kl():
   np.testing.assert_allclose(as_mixture, analytic, rtol=0.02)
 
 
-@pytest.mark.parametrize("objective", ["elbo", "iwae", "meta_elbo", "statistician", "homoencoder"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae", "meta_elbo", "statistician", "homoencoder", "vampprior"])
 def test_gradients_are_finite_and_match_finite_differences(objective, linear_gaussian):
   with jax.enable_x64(True):
     key = jax.random.key(0)
@@ -243,6 +243,13 @@ def test_gradients_are_finite_and_match_finite_differences(objective, linear_gau
         return jnp.sum(objectives.iwae_bound(key, q, ll, num_samples=6, chunk_size=3))
 
       args = (jnp.full((3, 3), 0.1), jnp.full((3, 3), -0.2))
+    elif objective == "vampprior":
+      c = jax.random.normal(key, (4, 3), jnp.float64)
+
+      def fn(means, log_variances):
+        return jnp.sum(objectives.vampprior_log_prob(c, DiagonalGaussian(means, log_variances)))
+
+      args = (jax.random.normal(jax.random.key(1), (5, 3), jnp.float64), jnp.full((5, 3), -0.3))
     elif objective == "meta_elbo":
       queries, sets, enc, decoders, meta_inference, log_likelihood = _toy_meta_problem()
       queries, sets = queries.astype(jnp.float64), sets.astype(jnp.float64)
