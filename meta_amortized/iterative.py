@@ -161,8 +161,11 @@ def iterative_inference(
       # Per-example gradients: each example's ELBO depends on its own parameters only,
       # so the gradient of the batch sum holds them all. The ELBO itself stays
       # differentiable for the losses; the gradients enter the encoder as constants.
-      (_, value), grads = jax.value_and_grad(
-          lambda q: (jnp.sum(bound(step_key, q)), bound(step_key, q)), has_aux=True)(posterior)
+      def total(q):
+        per_example = bound(step_key, q)
+        return jnp.sum(per_example), per_example
+
+      (_, value), grads = jax.value_and_grad(total, has_aux=True)(posterior)
       grads = jax.lax.stop_gradient(grads)
       features = jnp.concatenate([encode_gradients(grads.mean, method=gradient_encoding),
                                   encode_gradients(grads.log_variance, method=gradient_encoding)], axis=-1)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -16,7 +17,7 @@ class TrainState(NamedTuple):
 
 
 def init_train_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
-  return TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=optimizer.init(params))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
 
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]

@@ -17,7 +17,7 @@ def test_summary_network_is_permutation_invariant_and_a_true_mean():
   np.testing.assert_allclose(apply(params, jnp.concatenate([sets, sets], axis=1)), out, rtol=1e-5, atol=1e-6)
 
 
-def test_meta_inference_network_shared_set_equals_repeated_per_query_sets():
+def test_meta_inference_network_is_permutation_invariant_and_broadcasts_a_shared_set():
   net = networks.MetaInferenceNetwork(summary_features=(8, 6), hidden=(7,), latent_dim=2)
   shared = jax.random.normal(jax.random.key(0), (5, 4))
   queries = jax.random.normal(jax.random.key(1), (3, 4))
@@ -25,6 +25,10 @@ def test_meta_inference_network_shared_set_equals_repeated_per_query_sets():
   one = net.apply(params, shared, queries)
   repeated = net.apply(params, jnp.broadcast_to(shared, (3, 5, 4)), queries)
   assert one.mean.shape == (3, 2)
+  per_query = jax.random.normal(jax.random.key(3), (3, 5, 4))
+  permuted = per_query[:, ::-1]
+  np.testing.assert_allclose(net.apply(params, permuted, queries).mean, net.apply(params, per_query, queries).mean,
+                             rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(one.mean, repeated.mean, rtol=1e-6)
   np.testing.assert_allclose(one.log_variance, repeated.log_variance, rtol=1e-6)
 
