@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from meta_amortized.distributions import (
+  Categorical,
   DiagonalGaussian,
   has_analytic_kl,
   kl_divergence,
@@ -88,6 +89,24 @@ def elbo(
     return jnp.mean(log_likelihood, axis=0) - kl_divergence(posterior, prior)
   log_weights = log_likelihood + jax.vmap(lambda zs: _log_prior(prior, zs))(z) - posterior.log_prob(z)
   return jnp.mean(log_weights, axis=0)
+
+
+def enumerated_elbo(posterior: Categorical, log_likelihoods: jax.Array, prior: Categorical | None = None) -> jax.Array:
+  """Exact ELBO of a discrete latent: sum_c q(c) log p(x | c) - KL(q || p), no sampling.
+
+  Args:
+    posterior: q(z | x), batch shape (B,), over C values.
+    log_likelihoods: (B, C): log p(x | z = c) for every value c.
+    prior: p(z); uniform over the C values when None.
+
+  Returns:
+    The ELBO, shape (B,).
+  """
+  chex.assert_equal_shape(
+      [posterior.logits, log_likelihoods],
+      custom_message="`log_likelihoods` must hold log p(x | z = c) for every value c of the posterior")
+  prior = Categorical(jnp.zeros_like(posterior.logits)) if prior is None else prior
+  return jnp.sum(posterior.probs * log_likelihoods, axis=-1) - kl_divergence(posterior, prior)
 
 
 def iwae_bound(

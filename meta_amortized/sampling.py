@@ -24,14 +24,14 @@ def sample_without_replacement(key: jax.Array, population_size: int, num: int,
   # replaced by the step's new largest value, which no earlier step could have drawn.
   upper = population_size - num + 1 + jnp.arange(num)
   draws = jax.random.randint(key, shape + (num,), 0, upper)
-  chosen = []
-  for j in range(num):
+  earlier = jnp.arange(num)
+
+  def step(j, chosen):
     draw = draws[..., j]
-    taken = jnp.zeros(shape, bool)
-    for earlier in chosen:
-      taken = taken | (earlier == draw)
-    chosen.append(jnp.where(taken, upper[j] - 1, draw))
-  return jnp.stack(chosen, axis=-1)
+    taken = jnp.any((chosen == draw[..., None]) & (earlier < j), axis=-1)
+    return chosen.at[..., j].set(jnp.where(taken, upper[j] - 1, draw))
+
+  return jax.lax.fori_loop(0, num, step, jnp.zeros(shape + (num,), jnp.int32))
 
 
 def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,

@@ -273,3 +273,18 @@ def test_gradients_are_finite_and_match_finite_differences(objective, linear_gau
     grads = jax.jit(jax.grad(fn, argnums=tuple(range(len(args)))))(*args)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     check_grads(jax.jit(fn), args, order=1, modes=("rev",), atol=1e-5, rtol=1e-5)
+
+
+def test_enumerated_elbo_is_log_evidence_at_the_exact_posterior_and_lower_elsewhere():
+  from meta_amortized.distributions import Categorical
+  log_likelihoods = jnp.array([[-1.0, -3.0, -0.5], [-2.0, -2.0, -7.0]])
+  log_prior = jnp.log(jnp.array([0.2, 0.3, 0.5]))
+  log_evidence = jax.nn.logsumexp(log_likelihoods + log_prior, axis=-1)
+  exact = Categorical(log_likelihoods + log_prior)
+  bound = jax.jit(objectives.enumerated_elbo)(exact, log_likelihoods, Categorical(jnp.broadcast_to(log_prior, (2, 3))))
+  np.testing.assert_allclose(bound, log_evidence, rtol=1e-6)
+  uniform = objectives.enumerated_elbo(Categorical(jnp.zeros((2, 3))), log_likelihoods,
+                                       Categorical(jnp.broadcast_to(log_prior, (2, 3))))
+  assert np.all(uniform < log_evidence)
+  with pytest.raises(AssertionError, match="log_likelihoods"):
+    objectives.enumerated_elbo(exact, log_likelihoods[:, :2])

@@ -1,0 +1,40 @@
+"""Learning sufficient statistics of exponential families (Wu et al., demo 3; REFERENCE.md section 6)."""
+
+import ml_collections
+
+
+def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.fast_compile = False  # True skips most XLA optimisation: quicker compiles, slower steps
+  c.dim = 20  # each observation: 20 i.i.d. components
+  c.num_per_family = 30  # training distributions per family
+  # Parameter ranges (lo, hi): training meta-distribution, and the wider range of the curves.
+  c.train_range = ml_collections.ConfigDict(dict(gaussian=(-5.0, 5.0), lognormal=(-2.0, 2.0), exponential=(0.1, 3.0)))
+  c.wide_range = ml_collections.ConfigDict(dict(gaussian=(-20.0, 20.0), lognormal=(-4.0, 4.0),
+                                                exponential=(0.1, 6.0)))
+  # Families no model is trained on (Figure 4): Laplace scale, Weibull shape, symmetric Beta parameter.
+  c.unseen_range = ml_collections.ConfigDict(dict(laplace=(0.5, 3.0), weibull=(0.5, 3.0), beta=(0.5, 3.0)))
+  c.prior_std = 10.0  # p(z) = N(0, prior_std^2) over the (unconstrained) parameter
+  c.set_size = 10  # N observations in the set D
+  c.batch_size = 32  # queries per distribution and step
+  c.hidden = 128
+  c.num_samples = 4  # reparameterised samples per ELBO
+  c.num_steps = 3000
+  c.learning_rate = 1e-3
+  c.log_every = 100
+  c.checkpoint_every_seconds = 120.0
+  c.num_test_params = 200  # unseen parameters per curve
+  c.test_queries = 50  # queries per unseen parameter
+  if mode == "quick":
+    c.fast_compile = True
+    c.num_per_family = 4
+    c.hidden = 16
+    c.batch_size = 8
+    c.num_steps = 40
+    c.log_every = 20
+    c.num_test_params = 10
+    c.test_queries = 5
+  elif mode is not None:
+    raise ValueError(f"unknown config mode {mode!r}; expected 'quick' or none")
+  return c

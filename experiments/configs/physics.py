@@ -1,0 +1,50 @@
+"""Compiled inference for inclined planes (Wu et al., demo 2; REFERENCE.md section 6)."""
+
+import ml_collections
+
+
+def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.fast_compile = False  # True skips most XLA optimisation: quicker compiles, slower steps
+  # Simulator.
+  c.gravity = 9.8
+  c.noise_std = 0.02
+  c.max_time = 10.0  # the clock stops here: a box that never slides (or is slower) is observed at max_time
+  c.mu_min = 0.0001
+  c.mu_max = 1.0
+  c.train_lengths = (2.0, 4.0, 6.0, 8.0, 10.0)
+  c.train_angles = (20.0, 30.0, 40.0, 50.0, 60.0)
+  c.vae_length = 10.0
+  c.vae_angle = 45.0
+  c.test_lengths = tuple(float(v) for v in range(1, 20))
+  c.test_angles = tuple(float(v) for v in range(5, 81, 5))
+  # Meta-inference network and training.
+  c.set_size = 64  # N simulated (mu, t) pairs of the same plane
+  c.batch_size = 128  # queries per plane and step
+  c.hidden = 128
+  c.num_steps = 4000
+  c.learning_rate = 1e-3
+  c.log_every = 100
+  c.checkpoint_every_seconds = 120.0
+  # Evaluation.
+  c.test_simulations = 1000  # per test plane
+  c.test_sets = 20  # distinct sets D per test plane, each shared by test_simulations / test_sets queries
+  c.bayes_grid = 4000  # grid points over mu for the Bayes-optimal posterior mean
+  c.region_angles = (20.0, 70.0)
+  c.region_lengths = (2.0, 20.0)
+  if mode == "quick":
+    c.fast_compile = True
+    c.set_size = 16
+    c.batch_size = 16
+    c.hidden = 16
+    c.num_steps = 60
+    c.log_every = 20
+    c.test_lengths = (2.0, 10.0, 18.0)
+    c.test_angles = (10.0, 45.0, 70.0)
+    c.test_simulations = 40
+    c.test_sets = 4
+    c.bayes_grid = 200
+  elif mode is not None:
+    raise ValueError(f"unknown config mode {mode!r}; expected 'quick' or none")
+  return c

@@ -1,0 +1,184 @@
+"""The training loop every experiment shares: jitted steps, metrics, checkpoints, resume.
+
+`fit` trains one model and is resumable: each step's PRNG key is
+`fold_in(key(seed), step)`, the whole `TrainState` is checkpointed with Orbax,
+and `metrics.jsonl` is cut back to the restored step, so a run that is killed
+and rerun ends with the same parameters and metrics as one that was not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from meta_amortized.training import TrainState, init_train_state, make_train_step
+
+
+class ConfigError(ValueError):
+  """A config field has a value the experiment does not accept."""
+
+
+def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequence[Any]) -> None:
+  """Raises ConfigError naming `field` and the allowed values unless config.<field> is one of them."""
+  value = config[field]
+  if value not in allowed:
+    raise ConfigError(f"config.{field}={value!r} is not allowed; expected one of {list(allowed)}")
+
+
+def check_positive(config: ml_collections.ConfigDict, *fields: str, allow_zero: bool = False) -> None:
+  for field in fields:
+    value = config[field]
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if not values or any(not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero) for v in values):
+      bound = ">= 0" if allow_zero else "> 0"
+      raise ConfigError(f"config.{field}={value!r} is not allowed; expected numbers {bound}")
+
+
+def check_training(config: ml_collections.ConfigDict) -> None:
+  """Validates the fields every `fit` call reads."""
+  check_positive(config, "num_steps", "learning_rate", "log_every")
+  check_positive(config, "checkpoint_every_seconds", allow_zero=True)
+  if not isinstance(config.seed, int):
+    raise ConfigError(f"config.seed={config.seed!r} is not allowed; expected an integer")
+
+
+class MetricsLog:
+  """Appends one JSON line per logged step to `path`, each tagged with the run's name."""
+
+  def __init__(self, path: pathlib.Path, run: str):
+    self.path, self.run = path, run
+
+  def truncate_after(self, step: int) -> None:
+    """Drops this run's lines past `step` (written after the checkpoint a resume starts from)."""
+    if not self.path.exists():
+      return
+    lines = self.path.read_text().splitlines()
+    kept = [line for line in lines
+            if not (json.loads(line).get("run") == self.run and json.loads(line)["step"] > step)]
+    self.path.write_text("".join(line + "\n" for line in kept))
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    with self.path.open("a") as f:
+      f.write(json.dumps({"run": self.run, "step": step, **metrics}) + "\n")
+
+
+def _all_finite(tree: Any) -> bool:
+  return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
+             if jnp.issubdtype(leaf.dtype, jnp.floating))
+
+
+def _checkpoint_manager(directory: pathlib.Path) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False,
+                                         cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+def restore_latest(directory: pathlib.Path, template: TrainState) -> TrainState | None:
+  """The latest checkpoint in `directory` restored into `template`'s structure, or None if there is none."""
+  manager = _checkpoint_manager(directory)
+  step = manager.latest_step()
+  if step is None:
+    return None
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  except Exception as error:  # Orbax raises many types for unreadable files.
+    raise RuntimeError(
+        f"the checkpoint at {directory / str(step)} cannot be restored ({type(error).__name__}: {error}); "
+        "delete it to resume from an earlier one, or the whole directory to start over") from error
+
+
+def fit(
+    config: ml_collections.ConfigDict,
+    workdir: pathlib.Path,
+    *,
+    run: str,
+    init_params: Callable[[jax.Array], Any],
+    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
+    batch: tuple[Any, ...] = (),
+    optimizer: optax.GradientTransformation | None = None,
+) -> TrainState:
+  """Trains `run` for config.num_steps steps (resuming if a checkpoint exists) and returns the final state.
+
+  Args:
+    config: reads seed, num_steps, learning_rate, log_every, checkpoint_every_seconds.
+    workdir: the experiment's directory; checkpoints go to workdir/checkpoints/<run>, metrics
+      to workdir/metrics.jsonl.
+    run: the model's name within the experiment.
+    init_params: key -> parameters.
+    loss_fn: (params, key, *batch) -> (loss, metrics); it draws its own batch with the key.
+    batch: arrays passed to every step (e.g. the stacked training distributions on the device).
+    optimizer: Adam with config.learning_rate when None.
+
+  Raises:
+    FloatingPointError: the loss became NaN or inf; the message names the step, and the last
+      checkpoint with finite parameters is kept.
+  """
+  workdir.mkdir(parents=True, exist_ok=True)
+  optimizer = optax.adam(config.learning_rate) if optimizer is None else optimizer
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+  state = init_train_state(init_params(init_key), optimizer)
+  directory = workdir / "checkpoints" / run
+  log = MetricsLog(workdir / "metrics.jsonl", run)
+  restored = restore_latest(directory, state)
+  if restored is not None:
+    state = restored
+  start = int(state.step)
+  log.truncate_after(start)
+  if start >= config.num_steps:
+    return state
+
+  manager = _checkpoint_manager(directory)
+  step_fn = make_train_step(loss_fn, optimizer)
+  last_save = time.monotonic()
+  window: list[dict[str, jax.Array]] = []
+  with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True) as bar:
+    for step in range(start, config.num_steps):
+      state, metrics = step_fn(state, jax.random.fold_in(train_key, step), *batch)
+      window.append(metrics)
+      done = step + 1
+      if done % config.log_every == 0 or done == config.num_steps:
+        means = {k: float(jnp.mean(jnp.stack([m[k] for m in window]))) for k in window[0]}
+        losses = [float(m["loss"]) for m in window]
+        bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+        if bad is not None:
+          failed = done - len(window) + bad
+          raise FloatingPointError(
+              f"{run}: the loss is {losses[bad]} at step {failed}; stopped. The last good checkpoint "
+              f"(step {manager.latest_step()}) is kept in {directory}")
+        log.write(done, means)
+        bar.set_postfix(loss=f"{means['loss']:.4g}")
+        window = []
+        timed_out = time.monotonic() - last_save >= config.checkpoint_every_seconds
+        if (timed_out or done == config.num_steps) and _all_finite(state.params):
+          manager.save(done, args=ocp.args.StandardSave(state), force=True)
+          manager.wait_until_finished()
+          last_save = time.monotonic()
+      bar.update(1)
+  return state
+
+
+def write_results(workdir: pathlib.Path, results: dict[str, Any]) -> None:
+  """Writes results.json, refusing non-finite numbers so that a broken run cannot look finished."""
+  def check(value, path):
+    if isinstance(value, dict):
+      for k, v in value.items():
+        check(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+      for i, v in enumerate(value):
+        check(v, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+      raise FloatingPointError(f"results{path} is {value}")
+  check(results, "")
+  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
