@@ -1,0 +1,111 @@
+"""Each demonstration end to end on its quick config, and the pieces they rest on."""
+
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import clustering, expfam, physics, trainer
+from experiments.configs import clustering as clustering_config
+from experiments.configs import expfam as expfam_config
+from experiments.configs import physics as physics_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _finite_numbers(tree):
+  if isinstance(tree, dict):
+    return all(_finite_numbers(v) for v in tree.values())
+  if isinstance(tree, list):
+    return all(_finite_numbers(v) for v in tree)
+  return not isinstance(tree, float) or math.isfinite(tree)
+
+
+def test_clustering_end_to_end(tmp_path):
+  results = clustering.run(clustering_config.get_config("quick"), tmp_path)
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert written == json.loads(json.dumps(results))
+  assert set(written["clustering_error"]) == {"vae", "meta_vae_N10", "meta_vae_N50"}
+  assert all(0.0 <= e <= 0.5 for e in written["clustering_error"].values())
+  assert (tmp_path / "clustering_error.png").stat().st_size > 0
+  assert (tmp_path / "clustering_examples.png").stat().st_size > 0
+  runs = {json.loads(line)["run"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
+  assert runs == {"vae", "meta_vae_N10", "meta_vae_N50"}
+
+
+def test_physics_end_to_end(tmp_path):
+  config = physics_config.get_config("quick")
+  results = physics.run(config, tmp_path)
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert np.asarray(written["mse_grid"]["meta_vae"]).shape == (3, 3)
+  assert np.asarray(written["mse_grid"]["vae"]).shape == (3, 3)
+  assert written["lengths"] == list(config.test_lengths) and written["angles"] == list(config.test_angles)
+  for key in ("meta_vae_mse_in_region", "vae_mse_in_region", "bayes_optimal_mse_in_region"):
+    assert math.isfinite(written[key]) and written[key] >= 0
+  assert _finite_numbers(written) and results["vae_mse_in_region"] == written["vae_mse_in_region"]
+  assert (tmp_path / "physics_mse.png").stat().st_size > 0
+
+
+def test_expfam_end_to_end(tmp_path):
+  expfam.run(expfam_config.get_config("quick"), tmp_path)
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert set(written["single"]) == {"gaussian", "lognormal", "exponential"}
+  assert all(set(v) == {"meta_vae", "vae"} for v in written["single"].values())
+  assert set(written["many"]) == {"gaussian", "lognormal", "exponential", "laplace", "weibull", "beta"}
+  assert all(set(v) == {"meta_vae_90", "meta_vae_gaussian", "meta_vae_lognormal", "meta_vae_exponential"}
+             for v in written["many"].values())
+  assert _finite_numbers(written)
+  assert (tmp_path / "expfam_single.png").stat().st_size > 0 and (tmp_path / "expfam_many.png").stat().st_size > 0
+
+
+def test_bad_configs_fail_before_training(tmp_path):
+  config = clustering_config.get_config("quick")
+  config.num_distributions_per_step = 1000
+  with pytest.raises(trainer.ConfigError, match=r"config.num_distributions_per_step=1000 .* at most"):
+    clustering.run(config, tmp_path)
+  config = physics_config.get_config("quick")
+  config.test_angles = (45.0, 95.0)
+  with pytest.raises(trainer.ConfigError, match=r"config.test_angles=\(45.0, 95.0\) .* angles in \(0, 90\)"):
+    physics.run(config, tmp_path)
+  assert not (tmp_path / "checkpoints").exists()
+  with pytest.raises(ValueError, match="unknown config mode 'fast'"):
+    expfam_config.get_config("fast")
+
+
+def test_help_lists_the_config_fields():
+  out = subprocess.run([sys.executable, "-m", "experiments.physics", "--help"], cwd=REPO, capture_output=True,
+                       text=True, check=True).stdout
+  assert "--config.set_size=64" in out and "--config.noise_std=0.02" in out and "--workdir" in out
+
+
+def test_closed_form_descent_time_agrees_with_euler_integration():
+  mu = jnp.array([0.05, 0.3, 0.6, 0.9, 0.99])
+  for length, angle in [(2.0, 30.0), (10.0, 45.0), (19.0, 70.0)]:
+    closed = physics.descent_time(mu, length, angle)
+    euler = jax.jit(jax.vmap(lambda m, length=length, angle=angle: physics.euler_descent_time(m, length, angle)))(mu)
+    np.testing.assert_allclose(euler, closed, atol=0.02)  # O(dt) with dt = 0.005
+  # A box that never slides (tan 30 degrees = 0.58 < mu) is observed at the clock's limit.
+  assert float(physics.descent_time(0.9, 2.0, 30.0)) == 10.0
+
+
+def test_bayes_optimal_mse_is_small_where_time_is_informative_and_large_where_boxes_stick():
+  config = physics_config.get_config("quick")
+  config.test_simulations, config.bayes_grid = 400, 2000
+  mse = lambda angle: float(physics.bayes_optimal_mse(jax.random.key(0), 10.0, angle, config))
+  # At 45 degrees every mu < 1 slides and the time pins it down; at 20 degrees the boxes with
+  # mu > tan 20 = 0.36 (64 %) never slide, and E[mu | stuck] leaves a variance of 0.64^2 / 12.
+  assert mse(45.0) < 1e-3
+  np.testing.assert_allclose(mse(20.0), 0.64 * 0.64**2 / 12, rtol=0.25)
+
+
+def test_clustering_error_ignores_label_swaps():
+  labels = jnp.array([0, 0, 1, 1, 1])
+  assert float(clustering.permutation_free_error(1 - labels, labels)) == 0.0
+  assert float(clustering.permutation_free_error(jnp.array([0, 1, 1, 1, 1]), labels)) == pytest.approx(0.2)
+  assert float(clustering.permutation_free_error(jnp.array([1, 0, 0, 0, 0]), labels)) == pytest.approx(0.2)

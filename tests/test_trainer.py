@@ -1,0 +1,115 @@
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from experiments import trainer
+from meta_amortized.training import init_train_state
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# A tiny regression trained by `fit`, run as its own process so that it can be killed.
+TINY_RUN = textwrap.dedent("""
+    import pathlib, sys
+    import jax, jax.numpy as jnp, ml_collections
+    from experiments import trainer
+
+    config = ml_collections.ConfigDict(dict(seed=3, num_steps=int(sys.argv[2]), learning_rate=0.01, log_every=5,
+                                            checkpoint_every_seconds=0.0))
+    targets = jnp.linspace(-1.0, 1.0, 16)
+
+    def loss_fn(params, key, targets):
+        x = jax.random.normal(key, (32, 16))
+        prediction = jnp.tanh(x @ params["w"]) @ params["v"]
+        return jnp.mean((prediction - targets) ** 2), {"norm": jnp.sum(params["w"] ** 2)}
+
+    state = trainer.fit(config, pathlib.Path(sys.argv[1]), run="tiny",
+                        init_params=lambda k: {"w": jax.random.normal(k, (16, 8)) * 0.3, "v": jnp.zeros((8, 16))},
+                        loss_fn=loss_fn, batch=(targets,))
+    jnp.save(pathlib.Path(sys.argv[1]) / "final_w.npy", state.params["w"])
+""")
+
+
+def _tiny(workdir, steps, **popen):
+  return subprocess.Popen([sys.executable, "-c", TINY_RUN, str(workdir), str(steps)], cwd=REPO,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, **popen)
+
+
+def test_killed_run_resumes_to_the_same_parameters_and_metrics(tmp_path):
+  steps = 400
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  assert _tiny(straight, steps).wait(timeout=300) == 0
+  process = _tiny(killed, steps)
+  checkpoints = killed / "checkpoints" / "tiny"
+  deadline = time.monotonic() + 240
+  while not (checkpoints.exists() and any(p.name.isdigit() and 100 <= int(p.name) < steps
+                                          for p in checkpoints.iterdir())):
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (killed / "final_w.npy").exists()
+  lines_at_kill = (killed / "metrics.jsonl").read_text().count("\n")
+  assert 20 <= lines_at_kill < steps // 5
+  assert _tiny(killed, steps).wait(timeout=300) == 0
+  np.testing.assert_array_equal(np.load(killed / "final_w.npy"), np.load(straight / "final_w.npy"))
+  assert (killed / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
+
+
+def _config(**overrides):
+  return ml_collections.ConfigDict({**dict(seed=0, num_steps=50, learning_rate=0.1, log_every=5,
+                                           checkpoint_every_seconds=0.0), **overrides})
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  # The weight grows by 0.1 a step; the loss turns NaN once it passes 2.05 (step 21).
+  def loss_fn(params, key):
+    w = params["w"]
+    return jnp.where(w > 2.05, jnp.nan, -w), {}
+
+  with pytest.raises(FloatingPointError, match=r"tiny: the loss is nan at step 21; .*last good checkpoint \(step 20\)"):
+    trainer.fit(_config(), tmp_path, run="tiny", init_params=lambda k: {"w": jnp.zeros(())}, loss_fn=loss_fn,
+                optimizer=optax.sgd(0.1))
+  template = init_train_state({"w": jnp.zeros(())}, optax.sgd(0.1))
+  restored = trainer.restore_latest(tmp_path / "checkpoints" / "tiny", template)
+  assert int(restored.step) == 20 and np.isclose(float(restored.params["w"]), 2.0)
+  logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in logged] == [5, 10, 15, 20]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+  loss_fn = lambda params, key: (jnp.sum(params["w"] ** 2), {})
+  init = lambda k: {"w": jnp.ones(3)}
+  trainer.fit(_config(num_steps=10), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn)
+  for path in (tmp_path / "checkpoints" / "tiny" / "10").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"not a checkpoint")
+  with pytest.raises(RuntimeError, match=r"checkpoint at .*tiny/10 cannot be restored"):
+    trainer.fit(_config(num_steps=20), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn)
+
+
+def test_config_checks_name_the_field_and_allowed_values():
+  config = ml_collections.ConfigDict(dict(model="vea", num_steps=-1, seed=0, learning_rate=1e-3, log_every=1,
+                                          checkpoint_every_seconds=1.0))
+  with pytest.raises(trainer.ConfigError, match=r"config.model='vea' is not allowed; expected one of \['vae', 'ns'\]"):
+    trainer.check_choice(config, "model", ("vae", "ns"))
+  with pytest.raises(trainer.ConfigError, match=r"config.num_steps=-1 is not allowed; expected numbers > 0"):
+    trainer.check_training(config)
+
+
+def test_write_results_refuses_non_finite_numbers(tmp_path):
+  with pytest.raises(FloatingPointError, match=r"results.a.b\[1\] is nan"):
+    trainer.write_results(tmp_path, {"a": {"b": [1.0, float("nan")]}})
+  assert not (tmp_path / "results.json").exists()
