@@ -33,6 +33,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_positive(config, "data_dim", "component_variance", "mean_range", "num_train_mixtures", "set_sizes",
                          "num_distributions_per_step", "batch_size", "hidden", "vae_num_steps", "decoder_learning_rate",
                          "num_test_mixtures", "test_queries")
+  if any(not isinstance(m, int) or not 0 < m <= config.num_train_mixtures for m in config.train_mixture_counts):
+    raise trainer.ConfigError(
+        f"config.train_mixture_counts={config.train_mixture_counts!r} is not allowed; expected integers in "
+        f"[1, config.num_train_mixtures={config.num_train_mixtures}]")
   if config.num_distributions_per_step > config.num_train_mixtures:
     raise trainer.ConfigError(
         f"config.num_distributions_per_step={config.num_distributions_per_step} is not allowed; "
@@ -95,7 +99,8 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
 def meta_loss(params, key, train_means, *, model, config, set_size):
   """Negative exact MetaELBO of K training mixtures, each with B queries sharing one set of N points."""
   pick_key, data_key = jax.random.split(key)
-  chosen = sample_without_replacement(pick_key, train_means.shape[0], config.num_distributions_per_step)
+  num_distributions = min(config.num_distributions_per_step, train_means.shape[0])
+  chosen = sample_without_replacement(pick_key, train_means.shape[0], num_distributions)
 
   def one(dist_key, means, decoder):
     points, _ = sample_points(dist_key, means, (config.batch_size + set_size,), config.component_variance)
@@ -142,7 +147,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   data_key, test_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
   train_means = sample_mixture_means(data_key, config.num_train_mixtures, config)
   test_means = sample_mixture_means(test_key, config.num_test_mixtures, config)
-  errors, per_mixture = {}, {}
+  errors = {}
 
   vae = Clusterer(config.hidden)
   vae_config = ml_collections.ConfigDict(dict(config, num_steps=config.vae_num_steps))
@@ -153,32 +158,36 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
       loss_fn=functools.partial(vae_loss, model=vae, config=config), batch=(train_means[0],),
       optimizer=optimizer(config))
   vae_predict = lambda sets, queries: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
-  per_mixture["vae"] = evaluate(vae_predict, test_means, eval_key, config, 1)
-  errors["vae"] = float(jnp.mean(per_mixture["vae"]))
+  errors["vae"] = float(jnp.mean(evaluate(vae_predict, test_means, eval_key, config, 1)))
 
   model = MetaClusterer(config.hidden)
-  for set_size in config.set_sizes:
-    name = f"meta_vae_N{set_size}"
+
+  def meta_vae(name, set_size, num_mixtures):
     state = trainer.fit(
         config, workdir, run=name,
-        init_params=lambda key, n=set_size: {
-            "inference": model.init(key, jnp.zeros((n, config.data_dim)), jnp.zeros((1, config.data_dim))),
-            "decoders": init_decoders(jax.random.fold_in(key, 1), config.num_train_mixtures, config)},
-        loss_fn=functools.partial(meta_loss, model=model, config=config, set_size=set_size), batch=(train_means,),
-        optimizer=optimizer(config))
-    predict = lambda sets, queries, p=state.params: jnp.argmax(model.apply(p["inference"], sets, queries).logits, -1)
-    per_mixture[name] = evaluate(predict, test_means, eval_key, config, set_size)
-    errors[name] = float(jnp.mean(per_mixture[name]))
+        init_params=lambda key: {
+            "inference": model.init(key, jnp.zeros((set_size, config.data_dim)), jnp.zeros((1, config.data_dim))),
+            "decoders": init_decoders(jax.random.fold_in(key, 1), num_mixtures, config)},
+        loss_fn=functools.partial(meta_loss, model=model, config=config, set_size=set_size),
+        batch=(train_means[:num_mixtures],), optimizer=optimizer(config))
+    predict = lambda sets, queries: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)
+    return state, float(jnp.mean(evaluate(predict, test_means, eval_key, config, set_size)))
+
+  for set_size in config.set_sizes:
+    state, errors[f"meta_vae_N{set_size}"] = meta_vae(f"meta_vae_N{set_size}", set_size, config.num_train_mixtures)
+  by_mixtures = {str(m): meta_vae(f"meta_vae_M{m}", max(config.set_sizes), m)[1] for m in config.train_mixture_counts}
 
   results = {"clustering_error": errors, "set_sizes": list(config.set_sizes),
+             "clustering_error_by_num_train_mixtures": by_mixtures,
+             "set_size_of_mixture_sweep": max(config.set_sizes), "num_train_mixtures": config.num_train_mixtures,
              "num_test_mixtures": config.num_test_mixtures,
              "paper": {"vae": 0.279, "meta_vae_N10": 0.212, "meta_vae_N20": 0.158, "meta_vae_N50": 0.099}}
   trainer.write_results(workdir, results)
-  plot(workdir, config, errors, test_means, state.params, model, eval_key)
+  plot(workdir, config, errors, by_mixtures, test_means, state.params, model, eval_key)
   return results
 
 
-def plot(workdir, config, errors, test_means, params, model, key):
+def plot(workdir, config, errors, by_mixtures, test_means, params, model, key):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -190,7 +199,11 @@ def plot(workdir, config, errors, test_means, params, model, key):
   paper = {10: 21.2, 20: 15.8, 50: 9.9}
   ax.plot([n for n in sizes if n in paper], [paper[n] for n in sizes if n in paper], "s:", color="C1",
           label="MetaVAE (paper)")
-  ax.set_xlabel("summary set size N")
+  if by_mixtures:
+    counts = sorted(int(m) for m in by_mixtures)
+    ax.plot(counts, [100 * by_mixtures[str(m)] for m in counts], "^-", color="C2",
+            label=f"MetaVAE, N = number of training mixtures (set of {max(sizes)})")
+  ax.set_xlabel("N: summary set size, or number of training mixtures")
   ax.set_ylabel("clustering error on unseen mixtures (%)")
   ax.legend(fontsize=8)
   fig.tight_layout()

@@ -36,7 +36,8 @@ def test_clustering_end_to_end(tmp_path):
   assert (tmp_path / "clustering_error.png").stat().st_size > 0
   assert (tmp_path / "clustering_examples.png").stat().st_size > 0
   runs = {json.loads(line)["run"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
-  assert runs == {"vae", "meta_vae_N10", "meta_vae_N50"}
+  assert runs == {"vae", "meta_vae_N10", "meta_vae_N50", "meta_vae_M10"}
+  assert 0.0 <= written["clustering_error_by_num_train_mixtures"]["10"] <= 0.5
 
 
 def test_physics_end_to_end(tmp_path):

@@ -13,6 +13,9 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.mean_range = 5.0
   c.num_train_mixtures = 500  # training distributions, one decoder each
   c.set_sizes = (10, 20, 50)  # N: the summary set of a mixture; one MetaVAE per value
+  # The paper's text reads N as the number of mixtures amortized over: a second sweep, each with
+  # the largest set size (empty to skip).
+  c.train_mixture_counts = (10, 20, 50)
   # Training.
   c.num_distributions_per_step = 100  # K: distributions per step, drawn from the training mixtures
   c.batch_size = 64  # B: queries per distribution, all clustered with one set D drawn afresh each step
@@ -32,6 +35,7 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
     c.fast_compile = True
     c.num_train_mixtures = 50
     c.set_sizes = (10, 50)
+    c.train_mixture_counts = (10,)
     c.num_distributions_per_step = 16
     c.batch_size = 8
     c.hidden = 16
