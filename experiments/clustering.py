@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from experiments import cli, trainer
+from experiments.plotting import figure
 from meta_amortized import objectives
 from meta_amortized.distributions import Categorical, DiagonalGaussian
 from meta_amortized.networks import MLP, SummaryNetwork
@@ -188,41 +189,31 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
 
 
 def plot(workdir, config, errors, by_mixtures, test_means, params, model, key):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   sizes = list(config.set_sizes)
-  fig, ax = plt.subplots(figsize=(4.5, 3.2))
-  ax.plot(sizes, [100 * errors[f"meta_vae_N{n}"] for n in sizes], "o-", label="MetaVAE (ours)")
-  ax.axhline(100 * errors["vae"], color="gray", ls="--", label="VAE, one mixture (ours)")
-  paper = {10: 21.2, 20: 15.8, 50: 9.9}
-  ax.plot([n for n in sizes if n in paper], [paper[n] for n in sizes if n in paper], "s:", color="C1",
-          label="MetaVAE (paper)")
-  if by_mixtures:
-    counts = sorted(int(m) for m in by_mixtures)
-    ax.plot(counts, [100 * by_mixtures[str(m)] for m in counts], "^-", color="C2",
-            label=f"MetaVAE, N = number of training mixtures (set of {max(sizes)})")
-  ax.set_xlabel("N: summary set size, or number of training mixtures")
-  ax.set_ylabel("clustering error on unseen mixtures (%)")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(workdir / "clustering_error.png", dpi=120)
-  plt.close(fig)
+  with figure(workdir / "clustering_error.png", figsize=(4.5, 3.2)) as (fig, ax):
+    ax.plot(sizes, [100 * errors[f"meta_vae_N{n}"] for n in sizes], "o-", label="MetaVAE (ours)")
+    ax.axhline(100 * errors["vae"], color="gray", ls="--", label="VAE, one mixture (ours)")
+    paper = {10: 21.2, 20: 15.8, 50: 9.9}
+    ax.plot([n for n in sizes if n in paper], [paper[n] for n in sizes if n in paper], "s:", color="C1",
+            label="MetaVAE (paper)")
+    if by_mixtures:
+      counts = sorted(int(m) for m in by_mixtures)
+      ax.plot(counts, [100 * by_mixtures[str(m)] for m in counts], "^-", color="C2",
+              label=f"MetaVAE, N = number of training mixtures (set of {max(sizes)})")
+    ax.set_xlabel("N: summary set size, or number of training mixtures")
+    ax.set_ylabel("clustering error on unseen mixtures (%)")
+    ax.legend(fontsize=8)
 
   n = sizes[-1]
-  fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-  for i, ax in enumerate(axes):
-    points, _ = sample_points(jax.random.fold_in(key, i), test_means[i], (config.test_queries + n,),
-                              config.component_variance)
-    queries, sets = points[:config.test_queries], points[config.test_queries:]
-    labels = jnp.argmax(model.apply(params["inference"], sets, queries).logits, -1)
-    ax.scatter(*np.asarray(queries[:, :2]).T, c=np.asarray(labels), cmap="coolwarm", s=8)
-    ax.scatter(*np.asarray(sets[:, :2]).T, marker="x", c="k", s=10)
-    ax.set_title(f"unseen mixture {i}, N = {n}", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(workdir / "clustering_examples.png", dpi=120)
-  plt.close(fig)
+  with figure(workdir / "clustering_examples.png", 1, 4, figsize=(12, 3)) as (fig, axes):
+    for i, ax in enumerate(axes):
+      points, _ = sample_points(jax.random.fold_in(key, i), test_means[i], (config.test_queries + n,),
+                                config.component_variance)
+      queries, sets = points[:config.test_queries], points[config.test_queries:]
+      labels = jnp.argmax(model.apply(params["inference"], sets, queries).logits, -1)
+      ax.scatter(*np.asarray(queries[:, :2]).T, c=np.asarray(labels), cmap="coolwarm", s=8)
+      ax.scatter(*np.asarray(sets[:, :2]).T, marker="x", c="k", s=10)
+      ax.set_title(f"unseen mixture {i}, N = {n}", fontsize=9)
 
 
 if __name__ == "__main__":

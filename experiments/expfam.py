@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from experiments import cli, trainer
+from experiments.plotting import figure
 from meta_amortized import objectives
 from meta_amortized.distributions import DiagonalGaussian
 from meta_amortized.networks import MLP, SummaryNetwork, gaussian_from_params
@@ -186,38 +187,28 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
 
 
 def plot(workdir, results):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-  for ax, family in zip(axes, TRAIN_FAMILIES):
-    curve = results["curves"][family]
-    for name, style in [(f"meta_vae_{family}", "-"), ("meta_vae_90", "--"), (f"vae_{family}", ":")]:
-      ax.plot(curve["theta"], np.maximum(curve[name], 1e-6), style, label=name)
-    ax.axvspan(*results["train_range"][family], color="gray", alpha=0.15, label="training range")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"{family} parameter")
-    ax.set_ylabel("MSE of inferred parameter")
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(workdir / "expfam_single.png", dpi=120)
-  plt.close(fig)
+  with figure(workdir / "expfam_single.png", 1, 3, figsize=(13, 3.4)) as (fig, axes):
+    for ax, family in zip(axes, TRAIN_FAMILIES):
+      curve = results["curves"][family]
+      for name, style in [(f"meta_vae_{family}", "-"), ("meta_vae_90", "--"), (f"vae_{family}", ":")]:
+        ax.plot(curve["theta"], np.maximum(curve[name], 1e-6), style, label=name)
+      ax.axvspan(*results["train_range"][family], color="gray", alpha=0.15, label="training range")
+      ax.set_yscale("log")
+      ax.set_xlabel(f"{family} parameter")
+      ax.set_ylabel("MSE of inferred parameter")
+      ax.legend(fontsize=7)
 
   families = list(results["many"])
   names = ["meta_vae_90", "meta_vae_gaussian", "meta_vae_lognormal", "meta_vae_exponential"]
-  fig, ax = plt.subplots(figsize=(9, 3.4))
-  width = 0.2
-  for j, name in enumerate(names):
-    ax.bar(np.arange(len(families)) + (j - 1.5) * width, [results["many"][f][name] for f in families], width,
-           label=name)
-  ax.set_xticks(np.arange(len(families)), families)
-  ax.set_yscale("log")
-  ax.set_ylabel("MSE of inferred parameter")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(workdir / "expfam_many.png", dpi=120)
-  plt.close(fig)
+  with figure(workdir / "expfam_many.png", figsize=(9, 3.4)) as (fig, ax):
+    width = 0.2
+    for j, name in enumerate(names):
+      ax.bar(np.arange(len(families)) + (j - 1.5) * width, [results["many"][f][name] for f in families], width,
+             label=name)
+    ax.set_xticks(np.arange(len(families)), families)
+    ax.set_yscale("log")
+    ax.set_ylabel("MSE of inferred parameter")
+    ax.legend(fontsize=7)
 
 
 if __name__ == "__main__":

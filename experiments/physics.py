@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from experiments import cli, trainer
+from experiments.plotting import figure
 from meta_amortized.distributions import DiagonalGaussian
 from meta_amortized.networks import MLP, SummaryNetwork, gaussian_from_params
 
@@ -184,24 +185,18 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
 
 
 def plot(workdir, grids, lengths, angles):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   from matplotlib.colors import LogNorm
 
   titles = {"meta_vae": "MetaVAE", "vae": "VAE (L = 10, A = 45)", "bayes_optimal": "Bayes-optimal"}
-  fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-  floor = max(min(float(g[g > 0].min()) for g in grids.values()), 1e-7)
-  for ax, (name, grid) in zip(axes, grids.items()):
-    image = ax.imshow(np.maximum(grid, floor), origin="lower", aspect="auto", norm=LogNorm(vmin=floor, vmax=0.1),
-                      extent=[angles[0] - 2.5, angles[-1] + 2.5, lengths[0] - 0.5, lengths[-1] + 0.5], cmap="magma_r")
-    ax.set_title(f"{titles[name]}: MSE of inferred friction", fontsize=9)
-    ax.set_xlabel("angle A (degrees)")
-    ax.set_ylabel("length L")
-    fig.colorbar(image, ax=ax)
-  fig.tight_layout()
-  fig.savefig(workdir / "physics_mse.png", dpi=120)
-  plt.close(fig)
+  with figure(workdir / "physics_mse.png", 1, 3, figsize=(14, 4)) as (fig, axes):
+    floor = max(min(float(g[g > 0].min()) for g in grids.values()), 1e-7)
+    for ax, (name, grid) in zip(axes, grids.items()):
+      image = ax.imshow(np.maximum(grid, floor), origin="lower", aspect="auto", norm=LogNorm(vmin=floor, vmax=0.1),
+                        extent=[angles[0] - 2.5, angles[-1] + 2.5, lengths[0] - 0.5, lengths[-1] + 0.5], cmap="magma_r")
+      ax.set_title(f"{titles[name]}: MSE of inferred friction", fontsize=9)
+      ax.set_xlabel("angle A (degrees)")
+      ax.set_ylabel("length L")
+      fig.colorbar(image, ax=ax)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 import ml_collections
 
+from experiments.configs.common import training_config
+
 
 def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.fast_compile = False  # True skips most XLA optimisation: quicker compiles, slower steps
+  c = training_config(mode, num_steps=3000)
   # The meta-distribution: even mixtures of two isotropic Gaussians, means ~ U(-mean_range, mean_range)^data_dim.
   c.data_dim = 2
   c.component_variance = 0.1
@@ -20,19 +20,14 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.num_distributions_per_step = 100  # K: distributions per step, drawn from the training mixtures
   c.batch_size = 64  # B: queries per distribution, all clustered with one set D drawn afresh each step
   c.hidden = 128
-  c.num_steps = 3000
   c.vae_num_steps = 3000
-  c.learning_rate = 1e-3
   # Each decoder is two means and a variance, updated only when its mixture is drawn: a larger step lets
   # the means cross the [-5, 5] box within the run.
   c.decoder_learning_rate = 0.05
-  c.log_every = 100
-  c.checkpoint_every_seconds = 120.0
   # Evaluation on unseen mixtures.
   c.num_test_mixtures = 1000
   c.test_queries = 200
   if mode == "quick":
-    c.fast_compile = True
     c.num_train_mixtures = 50
     c.set_sizes = (10, 50)
     c.train_mixture_counts = (10,)
@@ -44,6 +39,4 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 20
     c.num_test_mixtures = 50
     c.test_queries = 20
-  elif mode is not None:
-    raise ValueError(f"unknown config mode {mode!r}; expected 'quick' or none")
   return c

@@ -2,11 +2,11 @@
 
 import ml_collections
 
+from experiments.configs.common import training_config
+
 
 def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.fast_compile = False  # True skips most XLA optimisation: quicker compiles, slower steps
+  c = training_config(mode, num_steps=3000)
   c.dim = 20  # each observation: 20 i.i.d. components
   c.num_per_family = 30  # training distributions per family
   # Parameter ranges (lo, hi): training meta-distribution, and the wider range of the curves.
@@ -20,14 +20,9 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.batch_size = 32  # queries per distribution and step
   c.hidden = 128
   c.num_samples = 4  # reparameterised samples per ELBO
-  c.num_steps = 3000
-  c.learning_rate = 1e-3
-  c.log_every = 100
-  c.checkpoint_every_seconds = 120.0
   c.num_test_params = 200  # unseen parameters per curve
   c.test_queries = 50  # queries per unseen parameter
   if mode == "quick":
-    c.fast_compile = True
     c.num_per_family = 4
     c.hidden = 16
     c.batch_size = 8
@@ -35,6 +30,4 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 20
     c.num_test_params = 10
     c.test_queries = 5
-  elif mode is not None:
-    raise ValueError(f"unknown config mode {mode!r}; expected 'quick' or none")
   return c

@@ -2,11 +2,11 @@
 
 import ml_collections
 
+from experiments.configs.common import training_config
+
 
 def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.fast_compile = False  # True skips most XLA optimisation: quicker compiles, slower steps
+  c = training_config(mode, num_steps=4000)
   # Simulator.
   c.gravity = 9.8
   c.noise_std = 0.02
@@ -23,10 +23,6 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.set_size = 64  # N simulated (mu, t) pairs of the same plane
   c.batch_size = 128  # queries per plane and step
   c.hidden = 128
-  c.num_steps = 4000
-  c.learning_rate = 1e-3
-  c.log_every = 100
-  c.checkpoint_every_seconds = 120.0
   # Evaluation.
   c.test_simulations = 1000  # per test plane
   c.test_sets = 20  # distinct sets D per test plane, each shared by test_simulations / test_sets queries
@@ -34,7 +30,6 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.region_angles = (20.0, 70.0)
   c.region_lengths = (2.0, 20.0)
   if mode == "quick":
-    c.fast_compile = True
     c.set_size = 16
     c.batch_size = 16
     c.hidden = 16
@@ -45,6 +40,4 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
     c.test_simulations = 40
     c.test_sets = 4
     c.bayes_grid = 200
-  elif mode is not None:
-    raise ValueError(f"unknown config mode {mode!r}; expected 'quick' or none")
   return c
