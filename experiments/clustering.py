@@ -202,7 +202,8 @@ def plot(workdir, config, errors, by_mixtures, test_means, params, model, key):
               label=f"MetaVAE, N = number of training mixtures (set of {max(sizes)})")
     ax.set_xlabel("N: summary set size, or number of training mixtures")
     ax.set_ylabel("clustering error on unseen mixtures (%)")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 100 * max(errors.values()) * 1.6)
+    ax.legend(fontsize=7, loc="upper right")
 
   n = sizes[-1]
   with figure(workdir / "clustering_examples.png", 1, 4, figsize=(12, 3)) as (fig, axes):
