@@ -51,7 +51,8 @@ def test_every_grid_value_gives_finite_images_in_range(name):
 
 
 def test_transform_rejects_unknown_names_and_values():
-  with pytest.raises(ValueError, match=r"unknown transformation 'skew'; expected one of \['rotate', 'scale', 'shear'\]"):
+  expected = r"unknown transformation 'skew'; expected one of \['rotate', 'scale', 'shear'\]"
+  with pytest.raises(ValueError, match=expected):
     transforms.transform("skew", jnp.zeros((1, 28, 28)), 0.0)
   with pytest.raises(ValueError, match=r"rotate value 15.0 is not on the experiment's grid"):
     transforms.transform("rotate", jnp.zeros((1, 28, 28)), 15.0)
@@ -100,7 +101,8 @@ def test_norb_splits_match_the_reference_table():
 
 
 def test_unknown_split_or_axis_is_a_clear_error():
-  with pytest.raises(ValueError, match=r"unknown split 'random'; expected one of \['interleaved', 'sparse', 'contiguous'\]"):
+  expected = r"unknown split 'random'; expected one of \['interleaved', 'sparse', 'contiguous'\]"
+  with pytest.raises(ValueError, match=expected):
     splits.mnist_split("rotate", "random")
   with pytest.raises(ValueError, match=r"unknown Small NORB axis 'pose'"):
     splits.norb_split("pose", "sparse")
