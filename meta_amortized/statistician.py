@@ -1,0 +1,111 @@
+"""Neural Statistician and Variational Homoencoder baselines (REFERENCE.md section 2), with a VampPrior option.
+
+Both share the networks of `networks`: q(c | D), q(z | x, c), p(z | c), p(x | z, c),
+and follow their own papers' bounds (see `objectives.statistician_elbo` and
+`objectives.homoencoder_elbo`), not the original MetaVAE code's variants.
+Parameters are `{"context": ..., "latent_posterior": ..., "latent_prior": ...,
+"decoder": ...}` plus `"pseudo_inputs"` (P, N, D) for the VampPrior.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from meta_amortized import objectives
+from meta_amortized.distributions import Bernoulli
+from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
+from meta_amortized.sampling import sample_meta_batch
+
+
+class ContextLatentModel(NamedTuple):
+  """The networks of the NS / VHE with a Bernoulli likelihood over flat observations.
+
+  Attributes:
+    kind: "ns" (one set = a minibatch of one distribution, per-set bound) or "vhe" (a set of
+      `set_size` per query).
+    num_pseudo_sets: P > 0 gives the VHE a VampPrior over c of P pseudo-sets.
+    context_kl_weight: the VHE's weight on KL(q(c|D) || p(c)); None means 1/|D|.
+  """
+
+  kind: str = "vhe"
+  context: ContextPosterior = ContextPosterior()
+  latent_posterior: LatentPosterior = LatentPosterior()
+  latent_prior: LatentPrior = LatentPrior()
+  decoder: StatisticianDecoder = StatisticianDecoder()
+  num_pseudo_sets: int = 0
+  pseudo_set_size: int = 10
+  context_kl_weight: float | None = None
+
+  def init(self, key: jax.Array, data_dim: int = 784) -> dict[str, Any]:
+    if self.kind not in ("ns", "vhe"):
+      raise ValueError(f"unknown model kind {self.kind!r}; expected 'ns' or 'vhe'")
+    keys = jax.random.split(key, 5)
+    x = jnp.zeros((1, data_dim))
+    c = jnp.zeros((1, self.context.context_dim))
+    z = jnp.zeros((1, self.latent_posterior.latent_dim))
+    params = {
+        "context": self.context.init(keys[0], x[None]),
+        "latent_posterior": self.latent_posterior.init(keys[1], x, c),
+        "latent_prior": self.latent_prior.init(keys[2], c),
+        "decoder": self.decoder.init(keys[3], z, c),
+    }
+    if self.num_pseudo_sets:
+      # Initialised N(0.05, 0.01) and clipped to [0, 1], as the original.
+      pseudo = 0.05 + 0.01 * jax.random.normal(keys[4], (self.num_pseudo_sets, self.pseudo_set_size, data_dim))
+      params["pseudo_inputs"] = jnp.clip(pseudo, 0.0, 1.0)
+    return params
+
+  def bound_fns(self, params: dict[str, Any]) -> dict[str, Any]:
+    """The callables `statistician_elbo` / `homoencoder_elbo` take, bound to `params`."""
+    fns = dict(
+        context_posterior_fn=lambda sets: self.context.apply(params["context"], sets),
+        latent_posterior_fn=lambda x, c: self.latent_posterior.apply(params["latent_posterior"], x, c),
+        latent_prior_fn=lambda c: self.latent_prior.apply(params["latent_prior"], c),
+        log_likelihood_fn=lambda x, z, c: Bernoulli(self.decoder.apply(params["decoder"], z, c)).log_prob(x),
+    )
+    if self.num_pseudo_sets:
+      # Pseudo-images are grey levels: the parameters pass through a hard tanh onto [0, 1], as the original.
+      pseudo = jnp.clip(params["pseudo_inputs"], 0.0, 1.0)
+      pseudo_posteriors = self.context.apply(params["context"], pseudo)
+      fns["context_prior"] = lambda c: objectives.vampprior_log_prob(c, pseudo_posteriors)
+    return fns
+
+  def per_element_bound(self, params: dict[str, Any], key: jax.Array, queries: jax.Array,
+                        sets: jax.Array) -> jax.Array:
+    """The bound per observation, (K, B): queries (K, B, D); sets (K, B, N, D) for the VHE (ignored by NS,
+    whose set is the distribution's query batch itself)."""
+    fns = self.bound_fns(params)
+    keys = jax.random.split(key, queries.shape[0])
+    if self.kind == "ns":
+      per_set = jax.vmap(lambda k, x: objectives.statistician_elbo(k, x[None], **fns))(keys, queries)
+      return jnp.broadcast_to(per_set / queries.shape[1], queries.shape[:2])
+    return jax.vmap(lambda k, x, d: objectives.homoencoder_elbo(
+        k, x, d, context_kl_weight=self.context_kl_weight, **fns))(keys, queries, sets)
+
+  def encode(self, params: dict[str, Any], key: jax.Array, sets: jax.Array, queries: jax.Array) -> jax.Array:
+    """Linear-probe codes: the mean of q(z | x, c), c ~ q(c | D). sets (B, N, D) or (N, D); queries (B, D)."""
+    context = self.context.apply(params["context"], sets).sample(key)
+    context = jnp.broadcast_to(context, queries.shape[:-1] + context.shape[-1:])
+    return self.latent_posterior.apply(params["latent_posterior"], queries, context).mean
+
+  def loss(self, params: dict[str, Any], key: jax.Array, data: jax.Array, *, batch_size: int,
+           set_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Negative bound per observation of one batch drawn on the device from data (K, M, D)."""
+    batch_key, bound_key = jax.random.split(key)
+    queries, sets = sample_meta_batch(batch_key, data, batch_size=batch_size, set_size=set_size)
+    bound = self.per_element_bound(params, bound_key, queries.astype(jnp.float32), sets.astype(jnp.float32))
+    return -jnp.mean(bound), {"bound": jnp.mean(bound)}
+
+
+def neural_statistician() -> ContextLatentModel:
+  return ContextLatentModel(kind="ns")
+
+
+def homoencoder(*, context_kl_weight: float | None = None, num_pseudo_sets: int = 0) -> ContextLatentModel:
+  """The VHE; its pre-pool layer of q(c | D) has no nonlinearity (REFERENCE.md section 2)."""
+  return ContextLatentModel(kind="vhe", context=ContextPosterior(pre_pool_activation=None),
+                            num_pseudo_sets=num_pseudo_sets, context_kl_weight=context_kl_weight)
+

@@ -1,0 +1,64 @@
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from meta_amortized import objectives, statistician
+from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
+from meta_amortized.training import init_train_state, make_train_step
+
+D = 12
+
+
+def _small(kind, **kwargs):
+  return statistician.ContextLatentModel(
+      kind=kind, context=ContextPosterior(hidden=8, context_dim=5), latent_posterior=LatentPosterior(8, 3),
+      latent_prior=LatentPrior((8,), 3), decoder=StatisticianDecoder(8, 16, D), **kwargs)
+
+
+@pytest.mark.parametrize("model", [_small("ns"), _small("vhe"), _small("vhe", num_pseudo_sets=4, pseudo_set_size=3)],
+                         ids=["ns", "vhe", "vhe_vampprior"])
+def test_baselines_train_on_device_batches(model):
+  data = jax.random.uniform(jax.random.key(0), (3, 40, D)) ** 2
+  optimizer = optax.adam(3e-3)
+  state = init_train_state(model.init(jax.random.key(1), D), optimizer)
+  step = make_train_step(functools.partial(model.loss, batch_size=6, set_size=4), optimizer)
+  losses = []
+  for key in jax.random.split(jax.random.key(2), 25):
+    state, metrics = step(state, key, data)
+    losses.append(float(metrics["loss"]))
+  assert np.all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
+  codes = model.encode(state.params, jax.random.key(3), data[0, :5], data[0, :7])
+  assert codes.shape == (7, 3) and np.all(np.isfinite(codes))
+
+
+def test_statistician_bound_is_the_per_set_bound_over_the_batch():
+  model = _small("ns")
+  params = model.init(jax.random.key(0), D)
+  queries = jax.random.uniform(jax.random.key(1), (2, 6, D))
+  key = jax.random.key(2)
+  per_element = model.per_element_bound(params, key, queries, None)
+  keys = jax.random.split(key, 2)
+  for k in range(2):
+    expected = objectives.statistician_elbo(keys[k], queries[k][None], **model.bound_fns(params))[0] / 6
+    np.testing.assert_allclose(per_element[k], expected, rtol=1e-5)
+
+
+def test_vampprior_is_the_mixture_of_the_pseudo_set_posteriors():
+  model = _small("vhe", num_pseudo_sets=4, pseudo_set_size=3)
+  params = model.init(jax.random.key(0), D)
+  assert params["pseudo_inputs"].shape == (4, 3, D)
+  assert float(params["pseudo_inputs"].min()) >= 0.0 and float(params["pseudo_inputs"].max()) <= 1.0
+  c = jax.random.normal(jax.random.key(1), (5, 5))
+  prior = model.bound_fns(params)["context_prior"]
+  posteriors = [model.context.apply(params["context"], params["pseudo_inputs"][p]) for p in range(4)]
+  densities = jnp.stack([q.log_prob(c) for q in posteriors], axis=-1)
+  np.testing.assert_allclose(prior(c), jax.nn.logsumexp(densities, -1) - jnp.log(4.0), rtol=1e-5)
+
+
+def test_unknown_kind_is_an_error():
+  with pytest.raises(ValueError, match="unknown model kind 'vae'; expected 'ns' or 'vhe'"):
+    statistician.ContextLatentModel(kind="vae").init(jax.random.key(0))
