@@ -43,8 +43,10 @@ class MetaVAE(NamedTuple):
         decoder_index=decoder_index,
     )
 
-  def encode(self, params: dict[str, Any], sets: jax.Array, queries: jax.Array) -> jax.Array:
-    """The code of each query: the mean of q(z | D, x)."""
+  def encode(self, params: dict[str, Any], key: jax.Array, sets: jax.Array, queries: jax.Array) -> jax.Array:
+    """The code of each query: the mean of q(z | D, x) (deterministic: `key` is unused, kept for a common
+    signature with the baselines)."""
+    del key
     return self.meta_inference.apply(params["meta_inference"], sets, queries).mean
 
   def loss(self, params: dict[str, Any], key: jax.Array, data: jax.Array, *, batch_size: int,

@@ -1,5 +1,7 @@
 """Shared fixtures: a linear-Gaussian model whose evidence and posterior are known exactly."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,3 +63,16 @@ class LinearGaussian:
 @pytest.fixture
 def linear_gaussian():
   return LinearGaussian()
+
+
+MNIST_MANUAL_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir(tmp_path_factory):
+  """A tensorflow-datasets directory with MNIST prepared once, offline, from ../shared/data/mnist."""
+  from experiments.data import mnist
+
+  data_dir = tmp_path_factory.mktemp("tfds")
+  mnist.load_mnist(data_dir, manual_dir=MNIST_MANUAL_DIR)
+  return data_dir

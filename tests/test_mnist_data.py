@@ -1,17 +1,15 @@
-import pathlib
 import shutil
 
 import numpy as np
 import pytest
 
 from experiments.data import mnist
+from tests.conftest import MNIST_MANUAL_DIR as MANUAL_DIR
 
-MANUAL_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
-
-@pytest.fixture(scope="session")
-def mnist_arrays(tmp_path_factory):
-  return mnist.load_mnist(tmp_path_factory.mktemp("tfds"), manual_dir=MANUAL_DIR)
+@pytest.fixture(scope="module")
+def mnist_arrays(mnist_data_dir):
+  return mnist.load_mnist(mnist_data_dir, manual_dir=MANUAL_DIR)
 
 
 def test_mnist_is_prepared_offline_from_the_original_files(mnist_arrays):

@@ -1,0 +1,41 @@
+"""The MNIST transformation-invariance experiment end to end on its quick config, for every model."""
+
+import json
+import math
+
+import pytest
+
+from experiments import invariance, trainer
+from experiments.configs import mnist_rotate, mnist_scale
+from tests.conftest import MNIST_MANUAL_DIR
+
+
+@pytest.mark.parametrize("model", invariance.MODELS)
+def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
+  config = mnist_rotate.get_config("quick")
+  config.model = model
+  config.data.manual_dir = str(MNIST_MANUAL_DIR)
+  config.data.data_dir = str(mnist_data_dir)
+  invariance.run(config, tmp_path)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["model"] == model and results["split"] == "sparse" and results["transform"] == "rotate"
+  assert len(results["unseen_values"]) == 13 == len(results["test_accuracy"])
+  assert all(0.0 <= a <= 1.0 for a in results["test_accuracy"])
+  assert math.isclose(results["mean_test_accuracy"], sum(results["test_accuracy"]) / 13)
+  assert results["train_steps"] == config.num_steps
+  assert (tmp_path / "accuracy.png").stat().st_size > 0
+
+
+def test_invariance_config_errors_name_the_field(tmp_path):
+  config = mnist_scale.get_config("quick")
+  config.split = "random"
+  with pytest.raises(trainer.ConfigError, match=r"config.split='random' is not allowed; expected one of"):
+    invariance.run(config, tmp_path)
+  config = mnist_scale.get_config("quick")
+  config.model = "vae"
+  with pytest.raises(trainer.ConfigError, match=r"config.model='vae' .* \['meta_vae', 'ns', 'vhe', 'vhe_vampprior'\]"):
+    invariance.run(config, tmp_path)
+  config = mnist_scale.get_config("quick")
+  config.data.num_train_examples = 70000
+  with pytest.raises(trainer.ConfigError, match=r"config.data.num_train_examples=70000 .* \[1, 60000\]"):
+    invariance.run(config, tmp_path)
