@@ -1,7 +1,7 @@
 """MNIST through tensorflow-datasets, prepared offline from the original files when a directory is given.
 
-TensorFlow is imported here only, to prepare and read the dataset once; the arrays
-it returns are plain numpy.
+TensorFlow is imported only to prepare and read the dataset (`prepared`); the arrays
+returned are plain numpy.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import hashlib
 import pathlib
 
 import numpy as np
+
+from experiments.data.prepared import prepare_and_read
 
 # The original files' sha256 sums (the same as tensorflow-datasets' url_checksums/mnist.txt).
 MNIST_SHA256 = {
@@ -46,13 +48,6 @@ def load_mnist(data_dir: str | pathlib.Path, *, manual_dir: str | pathlib.Path |
   """
   if manual_dir is not None:
     verify_mnist_files(manual_dir)
-  import tensorflow_datasets as tfds  # data preparation only: keeps TensorFlow off every other import path
-
-  builder = tfds.builder("mnist", data_dir=str(data_dir))
-  config = tfds.download.DownloadConfig(manual_dir=str(manual_dir)) if manual_dir is not None else None
-  builder.download_and_prepare(download_config=config)
-  out = {}
-  for split in SPLITS:
-    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    out[split] = (arrays["image"][..., 0].astype(np.float32) / 255.0, arrays["label"].astype(np.int32))
-  return out
+  prepared = prepare_and_read("mnist", data_dir, manual_dir, SPLITS)
+  return {split: (arrays["image"][..., 0].astype(np.float32) / 255.0, arrays["label"].astype(np.int32))
+          for split, arrays in prepared.items()}

@@ -19,6 +19,8 @@ import pathlib
 
 import numpy as np
 
+from experiments.data.prepared import prepare_and_read
+
 AXES = ("elevation", "azimuth", "lighting")
 SPLITS = ("train", "test")
 _PREFIX = {"train": "smallnorb-5x46789x9x18x6x2x96x96-training", "test": "smallnorb-5x01235x9x18x6x2x96x96-testing"}
@@ -72,14 +74,8 @@ def load_smallnorb(data_dir: str | pathlib.Path, *, manual_dir: str | pathlib.Pa
     missing = [name for name in FILES if not (manual_dir / name).is_file()]
     if missing:
       raise FileNotFoundError(f"Small NORB files missing from {str(manual_dir)!r}: {missing}")
-  import tensorflow_datasets as tfds  # data preparation only
-
-  builder = tfds.builder("smallnorb", data_dir=str(data_dir))
-  config = tfds.download.DownloadConfig(manual_dir=str(manual_dir)) if manual_dir is not None else None
-  builder.download_and_prepare(download_config=config)
   out = {}
-  for split in SPLITS:
-    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  for split, arrays in prepare_and_read("smallnorb", data_dir, manual_dir, SPLITS).items():
     both_cameras = np.concatenate([arrays["image"][..., 0], arrays["image2"][..., 0]])
     labels = {"category": arrays["label_category"], "instance": arrays["instance"],
               **{axis: arrays[f"label_{axis}"] for axis in AXES}}
