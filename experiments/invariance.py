@@ -101,6 +101,21 @@ def embed(model, params, key, images: jax.Array, *, config) -> jax.Array:
   return jnp.concatenate([encode(params, k, images, images[i * size:(i + 1) * size]) for i, k in enumerate(keys)])
 
 
+BASE_VALUES = {"rotate": 0.0, "scale": 1.0, "shear": 0.0}
+
+
+def code_distance(model, params, key, images: jax.Array, transform: str, values, *, config) -> float:
+  """Table 1's measure: the mean over `values` and images of ||code(x) - code(T_v(x))||, x an untransformed image.
+
+  Each code is taken with sets drawn from its own distribution (the base images, or the images under T_v).
+  """
+  base = embed(model, params, key, transformed(images, transform, (BASE_VALUES[transform],))[0], config=config)
+  distances = [jnp.mean(jnp.linalg.norm(embed(model, params, jax.random.fold_in(key, i + 1), flat, config=config)
+                                        - base, axis=-1))
+               for i, flat in enumerate(transformed(images, transform, values))]
+  return float(jnp.mean(jnp.stack(distances)))
+
+
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)

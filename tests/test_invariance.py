@@ -3,6 +3,8 @@
 import json
 import math
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from experiments import invariance, trainer
@@ -39,3 +41,20 @@ def test_invariance_config_errors_name_the_field(tmp_path):
   config.data.num_train_examples = 70000
   with pytest.raises(trainer.ConfigError, match=r"config.data.num_train_examples=70000 .* \[1, 60000\]"):
     invariance.run(config, tmp_path)
+
+
+class _PixelMass:
+  """A stand-in model whose code is the total grey level of the query: invariant to half turns, not to scaling."""
+
+  def encode(self, params, key, sets, queries):
+    return jnp.sum(queries, axis=-1, keepdims=True)
+
+
+def test_code_distance_is_zero_for_an_invariant_code_and_positive_otherwise():
+  images = jax.random.uniform(jax.random.key(0), (20, 28, 28))
+  config = mnist_rotate.get_config("quick")
+  config.eval_batch_size = 10
+  model = _PixelMass()
+  assert invariance.code_distance(model, None, jax.random.key(1), images, "rotate", (180.0, -180.0),
+                                  config=config) == pytest.approx(0.0, abs=1e-4)
+  assert invariance.code_distance(model, None, jax.random.key(1), images, "scale", (0.5, 1.9), config=config) > 10.0
