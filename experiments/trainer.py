@@ -63,9 +63,11 @@ class MetricsLog:
     """Drops this run's lines past `step` (written after the checkpoint a resume starts from)."""
     if not self.path.exists():
       return
-    lines = self.path.read_text().splitlines()
-    kept = [line for line in lines
-            if not (json.loads(line).get("run") == self.run and json.loads(line)["step"] > step)]
+    def keep(line: str) -> bool:
+      record = json.loads(line)
+      return record.get("run") != self.run or record["step"] <= step
+
+    kept = [line for line in self.path.read_text().splitlines() if keep(line)]
     self.path.write_text("".join(line + "\n" for line in kept))
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
