@@ -48,10 +48,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config.data[field]
     if not isinstance(value, int) or not 0 < value <= limit:
       raise trainer.ConfigError(f"config.data.{field}={value!r} is not allowed; expected an integer in [1, {limit}]")
+  chunk_field = "batch_size" if config.model == "ns" else "eval_batch_size"
   for field in ("num_train_examples", "num_test_examples"):
-    if config.data[field] % config.eval_batch_size:
+    if config.data[field] % config[chunk_field]:
       raise trainer.ConfigError(f"config.data.{field}={config.data[field]} is not allowed; expected a multiple of "
-                                f"config.eval_batch_size={config.eval_batch_size}")
+                                f"config.{chunk_field}={config[chunk_field]}")
 
 
 def build_model(config: ml_collections.ConfigDict):
@@ -93,8 +94,9 @@ def _encode_chunk(params, key, images, queries, *, model, set_size, own_batch_as
 
 
 def embed(model, params, key, images: jax.Array, *, config) -> jax.Array:
-  """Codes (M, Z) of flat images (M, 784), each query with a set from the same images (NS: its batch)."""
-  size = config.eval_batch_size
+  """Codes (M, Z) of flat images (M, 784), each query with a set from the same images (NS: its batch of
+  batch_size images, the set size it trained with)."""
+  size = config.batch_size if config.model == "ns" else config.eval_batch_size
   encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size,
                              own_batch_as_set=config.model == "ns")
   keys = jax.random.split(key, images.shape[0] // size)
