@@ -58,3 +58,24 @@ def test_code_distance_is_zero_for_an_invariant_code_and_positive_otherwise():
   assert invariance.code_distance(model, None, jax.random.key(1), images, "rotate", (180.0, -180.0),
                                   config=config) == pytest.approx(0.0, abs=1e-4)
   assert invariance.code_distance(model, None, jax.random.key(1), images, "scale", (0.5, 1.9), config=config) > 10.0
+
+
+def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mnist_data_dir):
+  from experiments import mnist_tables
+  from experiments.configs import mnist_tables as tables_config
+
+  config = tables_config.get_config("quick")
+  config.run.data.manual_dir = str(MNIST_MANUAL_DIR)
+  config.run.data.data_dir = str(mnist_data_dir)
+  results = mnist_tables.run(config, tmp_path)
+  assert set(results) == {"rotate/sparse/meta_vae", "rotate/sparse/vhe"}
+  table2 = (tmp_path / "table2.md").read_text()
+  assert "| rotate | " in table2 and "(20 steps)" in table2 and "0.885 / 0.83 / 0.793" in table2
+  row = next(line for line in (tmp_path / "table1.md").read_text().splitlines() if line.startswith("| rotate"))
+  distances = [float(v) for v in row.split("|")[2:5]]
+  assert all(math.isfinite(d) and d >= 0 for d in distances)
+  assert (tmp_path / "figure7_sparse.png").stat().st_size > 0
+  # A second call collects the existing cells instead of training them again.
+  before = (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text()
+  assert mnist_tables.run(config, tmp_path) == results
+  assert (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text() == before

@@ -1,0 +1,23 @@
+"""The MNIST grid behind Table 2, Table 1 and Figure 7 (see experiments/mnist_tables.py)."""
+
+import ml_collections
+
+from experiments.configs.mnist import mnist_config
+
+
+def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.transforms = ("rotate", "scale", "shear")
+  c.splits = ("interleaved", "sparse", "contiguous")
+  c.models = ("meta_vae", "ns", "vhe", "vhe_vampprior")
+  c.run_missing = False  # train and evaluate the runs that have no results.json yet
+  c.table1_split = "sparse"  # the MetaVAEs whose codes Table 1 compares
+  c.table1_images = 1000  # test images per distance
+  c.run = mnist_config("rotate", mode)  # settings of each run; transform, split and model are set per cell
+  if mode == "quick":
+    c.transforms = ("rotate",)
+    c.splits = ("sparse",)
+    c.models = ("meta_vae", "vhe")
+    c.run_missing = True
+    c.table1_images = 50
+  return c
