@@ -152,6 +152,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
              "mean_test_accuracy": float(np.mean(accuracies)), "training_values": list(train_values),
              "train_steps": int(state.step), "probe_iterations": iterations}
   trainer.write_results(workdir, results)
+  # Runs resume: rerunning a workdir with a larger num_steps extends it, and these files keep the curve.
+  trainer.write_results(workdir, results, f"results_at_step_{results['train_steps']}.json")
   with figure(workdir / "accuracy.png", figsize=(6, 3.2)) as (_, ax):
     ax.plot(unseen_values, accuracies, "o-", label=config.model)
     for value in train_values:

@@ -171,8 +171,8 @@ def fit(
   return state
 
 
-def write_results(workdir: pathlib.Path, results: dict[str, Any]) -> None:
-  """Writes results.json, refusing non-finite numbers so that a broken run cannot look finished."""
+def write_results(workdir: pathlib.Path, results: dict[str, Any], name: str = "results.json") -> None:
+  """Writes workdir/name (results.json), refusing non-finite numbers so that a broken run cannot look finished."""
   def check(value, path):
     if isinstance(value, dict):
       for k, v in value.items():
@@ -183,4 +183,4 @@ def write_results(workdir: pathlib.Path, results: dict[str, Any]) -> None:
     elif isinstance(value, float) and not math.isfinite(value):
       raise FloatingPointError(f"results{path} is {value}")
   check(results, "")
-  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  (workdir / name).write_text(json.dumps(results, indent=2) + "\n")

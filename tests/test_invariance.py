@@ -26,6 +26,7 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
   assert math.isclose(results["mean_test_accuracy"], sum(results["test_accuracy"]) / 13)
   assert results["train_steps"] == config.num_steps
   assert (tmp_path / "accuracy.png").stat().st_size > 0
+  assert json.loads((tmp_path / f"results_at_step_{config.num_steps}.json").read_text()) == results
 
 
 def test_invariance_config_errors_name_the_field(tmp_path):
