@@ -137,7 +137,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   fit_probe = jax.jit(functools.partial(probe.fit_linear_probe, num_classes=10, tolerance=config.probe_tolerance,
                                         max_iterations=config.probe_max_iterations))
-  accuracies, iterations = [], []
+  accuracies, iterations, gradient_norms = [], [], []
   for i, value in enumerate(unseen_values):
     value_key = jax.random.fold_in(eval_key, i)
     codes = [embed(model, state.params, jax.random.fold_in(value_key, j),
@@ -146,11 +146,13 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     fit = fit_probe(codes[0], train_labels)
     accuracies.append(float(probe.probe_accuracy(fit, codes[1], test_labels)))
     iterations.append(int(fit.iterations))
+    gradient_norms.append(float(fit.gradient_norm))
 
   results = {"model": config.model, "split": config.split, "transform": config.transform,
              "unseen_values": list(unseen_values), "test_accuracy": accuracies,
              "mean_test_accuracy": float(np.mean(accuracies)), "training_values": list(train_values),
-             "train_steps": int(state.step), "probe_iterations": iterations}
+             "train_steps": int(state.step), "probe_iterations": iterations,
+             "probe_gradient_norms": gradient_norms}
   trainer.write_results(workdir, results)
   # Runs resume: rerunning a workdir with a larger num_steps extends it, and these files keep the curve.
   trainer.write_results(workdir, results, f"results_at_step_{results['train_steps']}.json")
