@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
@@ -63,6 +64,7 @@ class MetricsLog:
     """Drops this run's lines past `step` (written after the checkpoint a resume starts from)."""
     if not self.path.exists():
       return
+
     def keep(line: str) -> bool:
       record = json.loads(line)
       return record.get("run") != self.run or record["step"] <= step
@@ -86,9 +88,10 @@ def _checkpoint_manager(directory: pathlib.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
-def restore_latest(directory: pathlib.Path, template: TrainState) -> TrainState | None:
+def restore_latest(directory: pathlib.Path, template: TrainState,
+                   manager: ocp.CheckpointManager | None = None) -> TrainState | None:
   """The latest checkpoint in `directory` restored into `template`'s structure, or None if there is none."""
-  manager = _checkpoint_manager(directory)
+  manager = _checkpoint_manager(directory) if manager is None else manager
   step = manager.latest_step()
   if step is None:
     return None
@@ -133,7 +136,8 @@ def fit(
   state = init_train_state(init_params(init_key), optimizer)
   directory = workdir / "checkpoints" / run
   log = MetricsLog(workdir / "metrics.jsonl", run)
-  restored = restore_latest(directory, state)
+  manager = _checkpoint_manager(directory)
+  restored = restore_latest(directory, state, manager)
   if restored is not None:
     state = restored
   start = int(state.step)
@@ -141,7 +145,6 @@ def fit(
   if start >= config.num_steps:
     return state
 
-  manager = _checkpoint_manager(directory)
   step_fn = make_train_step(loss_fn, optimizer)
   last_save = time.monotonic()
   window: list[dict[str, jax.Array]] = []
@@ -151,7 +154,8 @@ def fit(
       window.append(metrics)
       done = step + 1
       if done % config.log_every == 0 or done == config.num_steps:
-        means = {k: float(jnp.mean(jnp.stack([m[k] for m in window]))) for k in window[0]}
+        window = jax.device_get(window)  # one transfer for the whole window
+        means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         losses = [float(m["loss"]) for m in window]
         bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
         if bad is not None:
