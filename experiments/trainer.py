@@ -113,6 +113,7 @@ def fit(
     loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
     batch: tuple[Any, ...] = (),
     optimizer: optax.GradientTransformation | None = None,
+    stateful: bool = False,
 ) -> TrainState:
   """Trains `run` for config.num_steps steps (resuming if a checkpoint exists) and returns the final state.
 
@@ -121,10 +122,12 @@ def fit(
     workdir: the experiment's directory; checkpoints go to workdir/checkpoints/<run>, metrics
       to workdir/metrics.jsonl.
     run: the model's name within the experiment.
-    init_params: key -> parameters.
-    loss_fn: (params, key, *batch) -> (loss, metrics); it draws its own batch with the key.
+    init_params: key -> parameters (with `stateful`: key -> (parameters, model state)).
+    loss_fn: (params, key, *batch) -> (loss, metrics); it draws its own batch with the key. With
+      `stateful`, (params, model_state, key, *batch) -> (loss, (metrics, model_state)) (`make_train_step`).
     batch: arrays passed to every step (e.g. the stacked training distributions on the device).
     optimizer: Adam with config.learning_rate when None.
+    stateful: the model keeps non-trained state (batch-norm statistics) in `TrainState.model_state`.
 
   Raises:
     FloatingPointError: the loss became NaN or inf; the message names the step, and the last
@@ -133,7 +136,8 @@ def fit(
   workdir.mkdir(parents=True, exist_ok=True)
   optimizer = optax.adam(config.learning_rate) if optimizer is None else optimizer
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  state = init_train_state(init_params(init_key), optimizer)
+  params, model_state = init_params(init_key) if stateful else (init_params(init_key), None)
+  state = init_train_state(params, optimizer, model_state)
   directory = workdir / "checkpoints" / run
   log = MetricsLog(workdir / "metrics.jsonl", run)
   manager = _checkpoint_manager(directory)
@@ -145,7 +149,7 @@ def fit(
   if start >= config.num_steps:
     return state
 
-  step_fn = make_train_step(loss_fn, optimizer)
+  step_fn = make_train_step(loss_fn, optimizer, stateful=stateful)
   last_save = time.monotonic()
   window: list[dict[str, jax.Array]] = []
   with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True) as bar:
