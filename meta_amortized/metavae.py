@@ -32,13 +32,26 @@ class MetaVAE(NamedTuple):
                                  jnp.zeros((1, self.meta_inference.latent_dim))),
     }
 
+  def log_likelihood(self, theta: Any, x: jax.Array, z: jax.Array) -> jax.Array:
+    """log p_theta(x | z) of observations x (..., *event) (flat or images) given z (..., Z)."""
+    logits = self.decoder.apply(theta, z)
+    return Bernoulli(logits, event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
+
   def meta_elbo(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array,
-                decoder_index: jax.Array | None = None) -> jax.Array:
-    """Per-query MetaELBO (K, B) of queries (K, B, D) with their sets (K, B, N, D)."""
+                decoder_index: jax.Array | None = None,
+                encoder_inputs: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    """Per-query MetaELBO (K, B) of queries (K, B, *event) with their sets (K, B, N, *event).
+
+    `encoder_inputs` = (query inputs (K, B, F), set inputs (K, B, N, F)) are what g(D, x) sees instead of
+    the observations (the features of a conv trunk, `meta_amortized.conv`); the decoders score `queries`.
+    """
+    if encoder_inputs is None:
+      encoder_inputs = (queries, sets)
     return objectives.meta_elbo(
-        key, queries, sets,
-        meta_inference_fn=lambda d, x: self.meta_inference.apply(params["meta_inference"], d, x),
-        log_likelihood_fn=lambda theta, x, z: Bernoulli(self.decoder.apply(theta, z)).log_prob(x),
+        key, queries, encoder_inputs,
+        meta_inference_fn=lambda inputs, _: self.meta_inference.apply(params["meta_inference"], inputs[1],
+                                                                        inputs[0]),
+        log_likelihood_fn=self.log_likelihood,
         decoder_params=params["decoders"],
         decoder_index=decoder_index,
     )

@@ -158,10 +158,31 @@ class ConvEncoder(nn.Module):
     return x.reshape(x.shape[:-3] + (-1,))
 
 
-class ConvDecoder(nn.Module):
-  """Mirror of `ConvEncoder`: a dense layer to 4 x 4 x 256, then transposed convs to 32 x 32.
+class BatchStatNorm(nn.Module):
+  """Normalisation by the statistics of the batch in hand (every axis but the features), then a learned
+  scale and bias: batch norm in training mode, kept in every mode.
 
-  Input (B, Z); output logits (B, 32, 32, channels).
+  The conv decoders use it: a decoder only ever runs inside a bound, on the batch of one step, so it
+  needs no running averages, and being stateless it runs inside the objectives' vmaps and closures.
+  """
+
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axis=axes)
+    variance = jnp.mean(jnp.square(x - mean), axis=axes)
+    scale = self.param("scale", nn.initializers.ones, x.shape[-1:])
+    bias = self.param("bias", nn.initializers.zeros, x.shape[-1:])
+    return (x - mean) * jax.lax.rsqrt(variance + self.epsilon) * scale + bias
+
+
+class ConvDecoder(nn.Module):
+  """Mirror of `ConvEncoder`: a dense layer to 4 x 4 x 256, then transposed convs to 32 x 32, each followed by
+  `BatchStatNorm` and ELU.
+
+  Input (..., Z); output logits (..., 32, 32, channels).
   """
 
   features: Sequence[int] = _CONV_FEATURES
@@ -169,14 +190,26 @@ class ConvDecoder(nn.Module):
   channels: int = 1
 
   @nn.compact
-  def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, z: jax.Array) -> jax.Array:
     x = nn.Dense(4 * 4 * self.features[-1])(z).reshape(z.shape[:-1] + (4, 4, self.features[-1]))
-    x = nn.elu(nn.BatchNorm(use_running_average=not train)(x))
+    x = nn.elu(BatchStatNorm()(x))
     widths = list(reversed(self.features))[1:] + [self.features[0]]
     for width, stride in zip(widths, reversed(self.strides), strict=False):
       x = nn.ConvTranspose(width, (3, 3), strides=(stride, stride), padding="SAME")(x)
-      x = nn.elu(nn.BatchNorm(use_running_average=not train)(x))
+      x = nn.elu(BatchStatNorm()(x))
     return nn.Conv(self.channels, (3, 3), padding="SAME")(x)
+
+
+class ConvContextDecoder(nn.Module):
+  """p(x | z, c) of the conv baselines: [z -> H, c -> H] summed, ELU, then `ConvDecoder`."""
+
+  hidden: int = 400
+  features: Sequence[int] = _CONV_FEATURES
+
+  @nn.compact
+  def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
+    h = nn.elu(nn.Dense(self.hidden, name="from_z")(z) + nn.Dense(self.hidden, name="from_c")(c))
+    return ConvDecoder(self.features)(h)
 
 
 # --- Statistic networks of the Neural Statistician / Variational Homoencoder baselines ---

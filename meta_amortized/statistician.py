@@ -39,7 +39,10 @@ class ContextLatentModel(NamedTuple):
   pseudo_set_size: int = 10
   context_kl_weight: float | None = None
 
-  def init(self, key: jax.Array, data_dim: int = 784) -> dict[str, Any]:
+  def init(self, key: jax.Array, data_dim: int = 784,
+           observation_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Parameters for encoder inputs of size `data_dim` and pseudo-inputs shaped like the observations,
+    `observation_shape` ((data_dim,) when None; images under a conv trunk, `meta_amortized.conv`)."""
     if self.kind not in ("ns", "vhe"):
       raise ValueError(f"unknown model kind {self.kind!r}; expected 'ns' or 'vhe'")
     keys = jax.random.split(key, 5)
@@ -54,36 +57,63 @@ class ContextLatentModel(NamedTuple):
     }
     if self.num_pseudo_sets:
       # Initialised N(0.05, 0.01) and clipped to [0, 1], as the original.
-      pseudo = 0.05 + 0.01 * jax.random.normal(keys[4], (self.num_pseudo_sets, self.pseudo_set_size, data_dim))
+      shape = (self.num_pseudo_sets, self.pseudo_set_size) + (observation_shape or (data_dim,))
+      pseudo = 0.05 + 0.01 * jax.random.normal(keys[4], shape)
       params["pseudo_inputs"] = jnp.clip(pseudo, 0.0, 1.0)
     return params
 
-  def bound_fns(self, params: dict[str, Any]) -> dict[str, Any]:
-    """The callables `statistician_elbo` / `homoencoder_elbo` take, bound to `params`."""
+  def log_likelihood(self, params: dict[str, Any], x: jax.Array, z: jax.Array, c: jax.Array) -> jax.Array:
+    """log p(x | z, c) of observations x (..., *event) (flat or images)."""
+    logits = self.decoder.apply(params["decoder"], z, c)
+    return Bernoulli(logits, event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
+
+  def pseudo_inputs(self, params: dict[str, Any]) -> jax.Array:
+    """The VampPrior's pseudo-sets (P, N, *event). Pseudo-observations are grey levels: the parameters pass
+    through a hard tanh onto [0, 1], as the original."""
+    return jnp.clip(params["pseudo_inputs"], 0.0, 1.0)
+
+  def bound_fns(self, params: dict[str, Any], pseudo_inputs: jax.Array | None = None) -> dict[str, Any]:
+    """The callables `statistician_elbo` / `homoencoder_elbo` take (without the likelihood), bound to `params`.
+
+    `pseudo_inputs`: what q(c | D) sees of the VampPrior's pseudo-sets, (P, N, F); `self.pseudo_inputs(params)`
+    when None.
+    """
     fns = dict(
         context_posterior_fn=lambda sets: self.context.apply(params["context"], sets),
         latent_posterior_fn=lambda x, c: self.latent_posterior.apply(params["latent_posterior"], x, c),
         latent_prior_fn=lambda c: self.latent_prior.apply(params["latent_prior"], c),
-        log_likelihood_fn=lambda x, z, c: Bernoulli(self.decoder.apply(params["decoder"], z, c)).log_prob(x),
     )
     if self.num_pseudo_sets:
-      # Pseudo-images are grey levels: the parameters pass through a hard tanh onto [0, 1], as the original.
-      pseudo = jnp.clip(params["pseudo_inputs"], 0.0, 1.0)
+      pseudo = self.pseudo_inputs(params) if pseudo_inputs is None else pseudo_inputs
       pseudo_posteriors = self.context.apply(params["context"], pseudo)
       fns["context_prior"] = lambda c: objectives.vampprior_log_prob(c, pseudo_posteriors)
     return fns
 
-  def per_element_bound(self, params: dict[str, Any], key: jax.Array, queries: jax.Array,
-                        sets: jax.Array) -> jax.Array:
-    """The bound per observation, (K, B): queries (K, B, D); sets (K, B, N, D) for the VHE (ignored by NS,
-    whose set is the distribution's query batch itself)."""
-    fns = self.bound_fns(params)
+  def per_element_bound(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array | None,
+                        *, encoder_inputs: tuple[jax.Array, jax.Array | None] | None = None,
+                        pseudo_inputs: jax.Array | None = None) -> jax.Array:
+    """The bound per observation, (K, B): queries (K, B, *event); sets (K, B, N, *event) for the VHE (NS
+    uses none: its set is the distribution's query batch itself).
+
+    `encoder_inputs` = (query inputs (K, B, F), set inputs (K, B, N, F) or None for NS) are what the
+    encoders see instead of the observations (the features of a conv trunk, `meta_amortized.conv`), and
+    `pseudo_inputs` (P, N, F) likewise for the VampPrior; the decoder scores `queries`.
+    """
+    query_inputs, set_inputs = (queries, sets) if encoder_inputs is None else encoder_inputs
+    fns = self.bound_fns(params, pseudo_inputs)
     keys = jax.random.split(key, queries.shape[0])
     if self.kind == "ns":
-      per_set = jax.vmap(lambda k, x: objectives.statistician_elbo(k, x[None], **fns))(keys, queries)
-      return jnp.broadcast_to(per_set / queries.shape[1], queries.shape[:2])
-    return jax.vmap(lambda k, x, d: objectives.homoencoder_elbo(
-        k, x, d, context_kl_weight=self.context_kl_weight, **fns))(keys, queries, sets)
+      def per_set(k, x, inputs):
+        likelihood = lambda _, z, c: self.log_likelihood(params, x[None], z, c)
+        return objectives.statistician_elbo(k, inputs[None], log_likelihood_fn=likelihood, **fns)
+      bound = jax.vmap(per_set)(keys, queries, query_inputs)
+      return jnp.broadcast_to(bound / queries.shape[1], queries.shape[:2])
+
+    def per_query(k, x, inputs, set_inputs):
+      likelihood = lambda _, z, c: self.log_likelihood(params, x, z, c)
+      return objectives.homoencoder_elbo(k, inputs, set_inputs, context_kl_weight=self.context_kl_weight,
+                                         log_likelihood_fn=likelihood, **fns)
+    return jax.vmap(per_query)(keys, queries, query_inputs, set_inputs)
 
   def encode(self, params: dict[str, Any], key: jax.Array, sets: jax.Array, queries: jax.Array) -> jax.Array:
     """Linear-probe codes: the mean of q(z | x, c), c ~ q(c | D). sets (B, N, D) or (N, D); queries (B, D)."""

@@ -59,8 +59,18 @@ def test_conv_encoder_decoder_shapes_and_batch_stats():
   assert features.shape == (2, 4 * 4 * 8)
   assert "batch_stats" in updates
   decoder = networks.ConvDecoder(features=(4, 4, 4, 8, 8, 8, 8, 8, 8))
-  dec_vars = decoder.init(jax.random.key(2), jnp.zeros((2, 3)), train=False)
-  assert decoder.apply(dec_vars, jnp.zeros((2, 3)), train=False).shape == (2, 32, 32, 1)
+  z = jax.random.normal(jax.random.key(3), (2, 5, 3))
+  dec_vars = decoder.init(jax.random.key(2), z)
+  assert set(dec_vars) == {"params"}  # stateless: normalised by the batch's own statistics
+  assert decoder.apply(dec_vars, z).shape == (2, 5, 32, 32, 1)
+
+
+def test_batch_stat_norm_standardises_each_feature_over_the_batch():
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (4, 6, 6, 5))
+  norm = networks.BatchStatNorm()
+  y = norm.apply(norm.init(jax.random.key(1), x), x)
+  np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(jnp.std(y, axis=(0, 1, 2)), 1.0, atol=1e-3)
 
 
 def test_statistic_networks_shapes():

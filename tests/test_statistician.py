@@ -42,7 +42,8 @@ def test_statistician_bound_is_the_per_set_bound_over_the_batch():
   key = jax.random.key(2)
   per_element = jax.jit(lambda p, k, q: model.per_element_bound(p, k, q, None))(params, key, queries)
   keys = jax.random.split(key, 2)
-  bound = jax.jit(lambda p, k, sets: objectives.statistician_elbo(k, sets, **model.bound_fns(p)))
+  bound = jax.jit(lambda p, k, sets: objectives.statistician_elbo(
+      k, sets, log_likelihood_fn=lambda x, z, c: model.log_likelihood(p, x, z, c), **model.bound_fns(p)))
   for k in range(2):
     expected = bound(params, keys[k], queries[k][None])[0] / 6
     np.testing.assert_allclose(per_element[k], expected, rtol=1e-5)
