@@ -1,7 +1,9 @@
-"""Transformation invariance on MNIST: train one model on the training values of a meta-split, then
-score its codes with a linear probe on every unseen value (Wu et al., Table 2 and Figure 7).
+"""Transformation invariance on MNIST and Small NORB: train one model on the training values of a meta-split,
+then score its codes with a linear probe on every unseen value (Wu et al., Table 2 and Figure 7).
 
-Each distribution is a split of MNIST under one transformation value, computed once on the device.
+On MNIST each distribution is a split of MNIST under one transformation value, computed once on the
+device; on Small NORB it is the images with one value along one axis (elevation, azimuth, lighting), the
+other axes free, and the models are the conv ones (`meta_amortized.conv`, batch norm in the trunk).
 The model trains with the shared jitted step (query batch and sets drawn on the device, distributions
 vmapped); the final checkpoint is evaluated (no checkpoint selection). For each unseen value, the codes
 of its training images (each query with a set of `set_size` images of the same distribution's training
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import pathlib
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,12 +23,16 @@ import ml_collections
 import numpy as np
 
 from experiments import trainer
-from experiments.data import mnist, splits, transforms
+from experiments.data import mnist, smallnorb, splits, transforms
 from experiments.plotting import figure
 from meta_amortized import probe, statistician
+from meta_amortized.conv import ConvModel
 from meta_amortized.metavae import MetaVAE
 from meta_amortized.networks import (
   ContextPosterior,
+  ConvContextDecoder,
+  ConvDecoder,
+  ConvEncoder,
   Decoder,
   LatentPosterior,
   LatentPrior,
@@ -34,43 +42,64 @@ from meta_amortized.networks import (
 from meta_amortized.sampling import sample_without_replacement
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
+DATASETS = ("mnist", "smallnorb")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_training(config)
-  trainer.check_choice(config, "transform", sorted(splits.MNIST_GRIDS))
+  trainer.check_choice(config, "dataset", DATASETS)
+  grids = splits.MNIST_GRIDS if config.dataset == "mnist" else splits.NORB_AXES
+  trainer.check_choice(config, "transform", sorted(grids))
   trainer.check_choice(config, "split", splits.SPLIT_NAMES)
   trainer.check_choice(config, "model", MODELS)
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
-                         "context_dim", "decoder_wide", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
+                         "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size")
-  for field, limit in (("num_train_examples", 60000), ("num_test_examples", 10000)):
-    value = config.data[field]
-    if not isinstance(value, int) or not 0 < value <= limit:
-      raise trainer.ConfigError(f"config.data.{field}={value!r} is not allowed; expected an integer in [1, {limit}]")
-  chunk_field = "batch_size" if config.model == "ns" else "eval_batch_size"
-  for field in ("num_train_examples", "num_test_examples"):
-    if config.data[field] % config[chunk_field]:
-      raise trainer.ConfigError(f"config.data.{field}={config.data[field]} is not allowed; expected a multiple of "
-                                f"config.{chunk_field}={config[chunk_field]}")
+  if config.dataset == "mnist":
+    trainer.check_positive(config, "decoder_wide")
+    for field, limit in (("num_train_examples", 60000), ("num_test_examples", 10000)):
+      value = config.data[field]
+      if not isinstance(value, int) or not 0 < value <= limit:
+        raise trainer.ConfigError(
+            f"config.data.{field}={value!r} is not allowed; expected an integer in [1, {limit}]")
+  else:
+    trainer.check_positive(config, "conv_features")
+    if len(config.conv_features) != 9:
+      raise trainer.ConfigError(f"config.conv_features={config.conv_features!r} is not allowed; expected the "
+                                "widths of the 9 conv layers")
 
 
-def build_model(config: ml_collections.ConfigDict):
+def build_model(config: ml_collections.ConfigDict, examples_per_distribution: int | None = None):
+  """The MLP models on flat MNIST images, or, for Small NORB, the same models on the features of a conv trunk
+  with conv decoders (`meta_amortized.conv`). `examples_per_distribution` is the |X| of the VHE's default
+  context-KL weight 1/|X| (the full dataset's when None)."""
+  conv = config.dataset == "smallnorb"
   if config.model == "meta_vae":
-    return MetaVAE(MetaInferenceNetwork(tuple(config.summary_features), (config.hidden, config.hidden),
-                                        config.latent_dim),
-                   Decoder((config.hidden, config.hidden), 784))
-  weight = config.context_kl_weight
-  if weight is None and config.model != "ns":
-    weight = 1.0 / config.data.num_train_examples
-  return statistician.ContextLatentModel(
-      kind="ns" if config.model == "ns" else "vhe",
-      context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
-      latent_posterior=LatentPosterior(config.hidden, config.latent_dim),
-      latent_prior=LatentPrior((config.hidden, config.hidden), config.latent_dim),
-      decoder=StatisticianDecoder(config.hidden, config.decoder_wide, 784),
-      num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
-      pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)
+    decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder((config.hidden, config.hidden), 784)
+    model = MetaVAE(MetaInferenceNetwork(tuple(config.summary_features), (config.hidden, config.hidden),
+                                         config.latent_dim), decoder)
+  else:
+    weight = config.context_kl_weight
+    if weight is None and config.model != "ns":
+      weight = 1.0 / (examples_per_distribution or _examples_per_distribution(config))
+    decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features)) if conv
+               else StatisticianDecoder(config.hidden, config.decoder_wide, 784))
+    model = statistician.ContextLatentModel(
+        kind="ns" if config.model == "ns" else "vhe",
+        context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
+        latent_posterior=LatentPosterior(config.hidden, config.latent_dim),
+        latent_prior=LatentPrior((config.hidden, config.hidden), config.latent_dim),
+        decoder=decoder,
+        num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
+        pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)
+  return ConvModel(ConvEncoder(tuple(config.conv_features)), model) if conv else model
+
+
+def _examples_per_distribution(config) -> int:
+  """|X| of the VHE's context-KL weight 1/|X|: the training images of one distribution."""
+  if config.dataset == "mnist":
+    return config.data.num_train_examples
+  return 2 * 24300 // splits.NORB_AXES[config.transform]  # both cameras, one value of the axis
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -83,36 +112,90 @@ def transformed(images: jax.Array, name: str, values) -> jax.Array:
   return jnp.stack([_transform_flat(images, name, jnp.float32(v)) for v in values])
 
 
+class MetaSplit(NamedTuple):
+  """The distributions of one experiment: the training ones stacked, the unseen ones made on demand."""
+
+  train: jax.Array  # (K, M, *event)
+  train_values: tuple
+  unseen_values: tuple
+  unseen: Callable[[int], tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]]  # i -> train, test
+  num_classes: int
+
+
+def mnist_meta_split(config: ml_collections.ConfigDict) -> MetaSplit:
+  arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir)
+  train_images, train_labels = (jnp.asarray(a[:config.data.num_train_examples]) for a in arrays["train"])
+  test_images, test_labels = (jnp.asarray(a[:config.data.num_test_examples]) for a in arrays["test"])
+  train_values, unseen_values = splits.mnist_split(config.transform, config.split)
+
+  def unseen(i):
+    one = lambda images: transformed(images, config.transform, (unseen_values[i],))[0]
+    return (one(train_images), train_labels), (one(test_images), test_labels)
+
+  return MetaSplit(transformed(train_images, config.transform, train_values), train_values, unseen_values, unseen, 10)
+
+
+def norb_meta_split(config: ml_collections.ConfigDict) -> MetaSplit:
+  """Small NORB along one axis: a distribution is every image (both cameras) with one value of it; its
+  training images come from the training split, its test images from the test split. The probe's label is
+  the object category (5 classes)."""
+  arrays = smallnorb.load_smallnorb(pathlib.Path(config.data.data_dir).expanduser(),
+                                    manual_dir=config.data.manual_dir)
+  axis = config.transform
+  train_indices, unseen_indices = splits.norb_split(axis, config.split)
+
+  def distribution(split, index):
+    chosen = smallnorb.select(arrays[split], axis, index)
+    return jnp.asarray(chosen["images"][..., None]), jnp.asarray(chosen["category"])
+
+  train = [distribution("train", i)[0] for i in train_indices]
+  sizes = {v: len(images) for v, images in zip(train_indices, train, strict=True)}
+  if len(set(sizes.values())) > 1:
+    raise ValueError(f"the training distributions along Small NORB's {axis} axis differ in size (value index: "
+                     f"images) {sizes}; the stacked training step needs equal sizes")
+  values = splits.NORB_VALUES[axis]
+  return MetaSplit(jnp.stack(train), tuple(values[i] for i in train_indices), tuple(values[i] for i in unseen_indices),
+                   lambda i: (distribution("train", unseen_indices[i]), distribution("test", unseen_indices[i])),
+                   smallnorb.NUM_CATEGORIES)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "set_size", "own_batch_as_set"))
-def _encode_chunk(params, key, images, queries, *, model, set_size, own_batch_as_set):
+def _encode_chunk(params, model_state, key, images, queries, *, model, set_size, own_batch_as_set):
   set_key, code_key = jax.random.split(key)
   if own_batch_as_set:
     sets = queries
   else:
     sets = images[sample_without_replacement(set_key, images.shape[0], set_size, (queries.shape[0],))]
+  if isinstance(model, ConvModel):
+    return model.encode(params, model_state, code_key, sets, queries)
   return model.encode(params, code_key, sets, queries)
 
 
-def embed(model, params, key, images: jax.Array, *, config) -> jax.Array:
-  """Codes (M, Z) of flat images (M, 784), each query with a set from the same images (NS: its batch of
-  batch_size images, the set size it trained with)."""
+def embed(model, params, key, images: jax.Array, *, config, model_state=None) -> jax.Array:
+  """Codes (M, Z) of images (M, *event) in chunks of eval_batch_size (the last may be smaller), each query
+  with a set of set_size images drawn from `images` (NS: its own chunk of batch_size images, the sets it
+  trained on). `model_state`: the batch statistics of a conv model."""
   size = config.batch_size if config.model == "ns" else config.eval_batch_size
   encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size,
                              own_batch_as_set=config.model == "ns")
-  keys = jax.random.split(key, images.shape[0] // size)
-  return jnp.concatenate([encode(params, k, images, images[i * size:(i + 1) * size]) for i, k in enumerate(keys)])
+  starts = range(0, images.shape[0], size)
+  keys = jax.random.split(key, len(starts))
+  return jnp.concatenate([encode(params, model_state, k, images, images[i:i + size])
+                          for i, k in zip(starts, keys, strict=True)])
 
 
 BASE_VALUES = {"rotate": 0.0, "scale": 1.0, "shear": 0.0}
 
 
-def code_distance(model, params, key, images: jax.Array, transform: str, values, *, config) -> float:
+def code_distance(model, params, key, images: jax.Array, transform: str, values, *, config,
+                  model_state=None) -> float:
   """Table 1's measure: the mean over `values` and images of ||code(x) - code(T_v(x))||, x an untransformed image.
 
   Each code is taken with sets drawn from its own distribution (the base images, or the images under T_v).
   """
-  base = embed(model, params, key, transformed(images, transform, (BASE_VALUES[transform],))[0], config=config)
-  distances = [jnp.mean(jnp.linalg.norm(embed(model, params, jax.random.fold_in(key, i + 1), flat, config=config)
+  embed_ = functools.partial(embed, model, params, config=config, model_state=model_state)
+  base = embed_(key, transformed(images, transform, (BASE_VALUES[transform],))[0])
+  distances = [jnp.mean(jnp.linalg.norm(embed_(jax.random.fold_in(key, i + 1), flat)
                                         - base, axis=-1))
                for i, flat in enumerate(transformed(images, transform, values))]
   return float(jnp.mean(jnp.stack(distances)))
@@ -121,27 +204,25 @@ def code_distance(model, params, key, images: jax.Array, transform: str, values,
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir)
-  train_images, train_labels = (jnp.asarray(a[:config.data.num_train_examples]) for a in arrays["train"])
-  test_images, test_labels = (jnp.asarray(a[:config.data.num_test_examples]) for a in arrays["test"])
-  train_values, unseen_values = splits.mnist_split(config.transform, config.split)
-  distributions = transformed(train_images, config.transform, train_values)
-
-  model = build_model(config)
-  init = (lambda key: model.init(key, len(train_values))) if config.model == "meta_vae" else model.init
+  meta = mnist_meta_split(config) if config.dataset == "mnist" else norb_meta_split(config)
+  model = build_model(config, meta.train.shape[1])
+  stateful = isinstance(model, ConvModel)
+  init = (lambda key: model.init(key, len(meta.train_values))) if config.model == "meta_vae" or stateful else model.init
   state = trainer.fit(config, workdir, run=config.model, init_params=init,
                       loss_fn=functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size),
-                      batch=(distributions,))
-  del distributions
+                      batch=(meta.train,), stateful=stateful)
+  train_values, unseen_values = meta.train_values, meta.unseen_values
+  meta = meta._replace(train=None)  # free the training distributions before the evaluation
 
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  fit_probe = jax.jit(functools.partial(probe.fit_linear_probe, num_classes=10, tolerance=config.probe_tolerance,
-                                        max_iterations=config.probe_max_iterations))
+  fit_probe = jax.jit(functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
+                                        tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations))
   accuracies, iterations, gradient_norms = [], [], []
-  for i, value in enumerate(unseen_values):
+  for i in range(len(unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)
-    codes = [embed(model, state.params, jax.random.fold_in(value_key, j),
-                   transformed(images, config.transform, (value,))[0], config=config)
+    (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
+    codes = [embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
+                   model_state=state.model_state)
              for j, images in enumerate((train_images, test_images))]
     fit = fit_probe(codes[0], train_labels)
     accuracies.append(float(probe.probe_accuracy(fit, codes[1], test_labels)))

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from experiments import invariance, trainer
-from experiments.configs import mnist_rotate, mnist_scale
+from experiments.configs import mnist_rotate, mnist_scale, norb_lighting
 from tests.conftest import MNIST_MANUAL_DIR
 
 
@@ -80,3 +80,32 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
   before = (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text()
   assert mnist_tables.run(config, tmp_path) == results
   assert (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("model", invariance.MODELS)
+def test_norb_experiment_end_to_end(model, tmp_path, norb_lighting_dirs):
+  """The conv models train on Small NORB's lighting axis (files in the dataset's format) and are probed."""
+  manual_dir, data_dir = norb_lighting_dirs
+  config = norb_lighting.get_config("quick")
+  config.model = model
+  config.data.manual_dir, config.data.data_dir = str(manual_dir), str(data_dir)
+  invariance.run(config, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert (results["model"], results["split"], results["transform"]) == (model, "sparse", "lighting")
+  assert results["training_values"] == [1, 4] and results["unseen_values"] == [0, 2, 3, 5]
+  assert len(results["test_accuracy"]) == 4 and all(0.0 <= a <= 1.0 for a in results["test_accuracy"])
+  assert results["train_steps"] == config.num_steps
+  # Resuming a finished run restores the batch statistics with the parameters and gives the same results.
+  invariance.run(config, tmp_path / "run")
+  assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
+
+
+def test_norb_config_errors_name_the_field(tmp_path):
+  config = norb_lighting.get_config("quick")
+  config.transform = "pose"
+  with pytest.raises(trainer.ConfigError, match=r"config.transform='pose' .* \['azimuth', 'elevation', 'lighting'\]"):
+    invariance.run(config, tmp_path)
+  config = norb_lighting.get_config("quick")
+  config.conv_features = (4, 4)
+  with pytest.raises(trainer.ConfigError, match=r"config.conv_features=\(4, 4\) .* 9 conv layers"):
+    invariance.run(config, tmp_path)

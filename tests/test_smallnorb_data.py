@@ -1,14 +1,10 @@
-"""The Small NORB pipeline on a small dataset written in the original files' format.
-
-The real builder of tensorflow-datasets parses and prepares the files; only its
-comparison with the registered checksums of the real files is switched off, since
-generated files cannot match them.
-"""
+"""The Small NORB pipeline on a small dataset written in the original files' format."""
 
 import numpy as np
 import pytest
 
 from experiments.data import smallnorb
+from tests.conftest import prepare_fake_smallnorb
 
 
 def _fake_split(rng, n):
@@ -22,20 +18,10 @@ def _fake_split(rng, n):
 
 @pytest.fixture(scope="module")
 def norb(tmp_path_factory):
-  import tensorflow_datasets as tfds
-
   rng = np.random.default_rng(0)
-  manual = tmp_path_factory.mktemp("norb_files")
   written = {split: _fake_split(rng, n) for split, n in (("train", 12), ("test", 8))}
-  for split, (images, categories, info) in written.items():
-    smallnorb.write_norb_chunk(manual, split, images, categories, info)
-  patch = pytest.MonkeyPatch()
-  patch.setattr(tfds.download.DownloadManager, "_register_or_validate_checksums", lambda *args, **kwargs: None)
-  try:
-    arrays = smallnorb.load_smallnorb(tmp_path_factory.mktemp("tfds"), manual_dir=manual)
-  finally:
-    patch.undo()
-  return written, arrays
+  return written, prepare_fake_smallnorb(tmp_path_factory.mktemp("norb_files"), tmp_path_factory.mktemp("tfds"),
+                                         written)
 
 
 def test_both_cameras_resized_with_their_labels(norb):

@@ -22,6 +22,7 @@ import numpy as np
 from experiments.data.prepared import prepare_and_read
 
 AXES = ("elevation", "azimuth", "lighting")
+NUM_CATEGORIES = 5  # animal, human, airplane, truck, car
 SPLITS = ("train", "test")
 _PREFIX = {"train": "smallnorb-5x46789x9x18x6x2x96x96-training", "test": "smallnorb-5x01235x9x18x6x2x96x96-testing"}
 FILES = tuple(f"{_PREFIX[split]}-{kind}.mat.gz" for split in SPLITS for kind in ("dat", "cat", "info"))

@@ -24,6 +24,9 @@ MNIST_GRIDS = {"rotate": ROTATION_VALUES, "shear": ROTATION_VALUES, "scale": SCA
 MNIST_TRAIN_VALUES = {"rotate": _ANGLE_SPLITS, "shear": _ANGLE_SPLITS, "scale": _SCALE_SPLITS}
 
 NORB_AXES = {"elevation": 9, "azimuth": 18, "lighting": 6}
+# The value of each index: elevation in degrees (30..70), azimuth in degrees (0..340), lighting condition.
+NORB_VALUES = {"elevation": tuple(30 + 5 * i for i in range(9)), "azimuth": tuple(20 * i for i in range(18)),
+               "lighting": tuple(range(6))}
 NORB_TRAIN_INDICES = {
     "elevation": {"interleaved": (0, 2, 4, 6, 8), "sparse": (1, 4, 7), "contiguous": (0, 1, 2, 3, 4)},
     "azimuth": {"interleaved": tuple(range(0, 18, 2)), "sparse": (0, 4, 8, 12, 16),

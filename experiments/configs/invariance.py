@@ -1,0 +1,41 @@
+"""Fields shared by the transformation-invariance experiments on MNIST and Small NORB (experiments/invariance.py)."""
+
+import ml_collections
+
+from experiments.configs.common import training_config
+
+
+def invariance_config(mode: str | None, *, dataset: str, transform: str, num_steps: int,
+                      batch_size: int) -> ml_collections.ConfigDict:
+  # The original: Adam 2e-4 (REFERENCE.md section 1).
+  c = training_config(mode, num_steps=num_steps, learning_rate=2e-4)
+  c.dataset = dataset
+  c.transform = transform
+  c.split = "sparse"  # interleaved | sparse | contiguous
+  c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior
+  c.data = ml_collections.ConfigDict()
+  c.data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # the original files; None downloads
+  c.data.data_dir = "workdirs/tensorflow_datasets"
+  # Models (REFERENCE.md sections 1, 2 and 4).
+  c.batch_size = batch_size
+  c.set_size = 10
+  c.latent_dim = 40
+  c.hidden = 400
+  c.context_dim = 300
+  c.num_pseudo_sets = 500
+  c.pseudo_set_size = 10
+  # VHE context-KL weight; None is the VHE paper's 1 / |X| with X the distribution's training images.
+  c.context_kl_weight = ml_collections.FieldReference(None, field_type=float)
+  # Linear probe.
+  c.probe_tolerance = 1e-5
+  c.probe_max_iterations = 1000
+  c.checkpoint_every_seconds = 300.0
+  if mode == "quick":
+    c.latent_dim = 4
+    c.context_dim = 6
+    c.num_pseudo_sets = 3
+    c.pseudo_set_size = 4
+    c.num_steps = 20
+    c.log_every = 10
+    c.probe_max_iterations = 200
+  return c

@@ -1,0 +1,34 @@
+"""Transformation invariance on Small NORB (Wu et al., Table 2; REFERENCE.md section 4).
+
+Small NORB cannot be downloaded on the project's machine: its pipeline is tested on small files
+the tests write in the dataset's format, and these settings have not been trained here.
+"""
+
+import ml_collections
+
+from experiments.configs.invariance import invariance_config
+
+
+def norb_config(axis: str, mode: str | None = None) -> ml_collections.ConfigDict:
+  # `transform` is the axis whose values make the distributions: elevation | azimuth | lighting.
+  c = invariance_config(mode, dataset="smallnorb", transform=axis, num_steps=20000, batch_size=32)
+  # A shared conv trunk (batch norm, ELU) to 4 x 4 x 256 = 4096 features, the MLP heads of the MNIST models
+  # on the features, conv decoders to 32 x 32.
+  c.conv_features = (64, 64, 64, 128, 128, 128, 256, 256, 256)
+  c.summary_features = (400, 400)
+  c.eval_batch_size = 100
+  if mode == "quick":
+    c.conv_features = (2, 2, 2, 4, 4, 4, 4, 4, 4)
+    c.batch_size = 4
+    c.set_size = 3
+    c.latent_dim = 3
+    c.hidden = 8
+    c.summary_features = (8,)
+    c.context_dim = 4
+    c.num_pseudo_sets = 2
+    c.pseudo_set_size = 2
+    c.num_steps = 4
+    c.log_every = 2
+    c.eval_batch_size = 8
+    c.probe_max_iterations = 50
+  return c
