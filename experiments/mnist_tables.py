@@ -6,7 +6,8 @@
 Each cell (transformation, split, model) lives in DIR/<transform>/<split>/<model>; its results.json is collected,
 and with run_missing a cell without one is trained and evaluated first (`invariance.run`, resumable). Writes
 DIR/table2.md (mean unseen accuracy, with the paper's numbers), DIR/table1.md (mean code distance between a test
-image and its transformed versions, for the MetaVAE amortized over each transformation), DIR/figure7_<split>.png.
+image and its transformed versions, for the MetaVAE amortized over each transformation), DIR/figure7_<split>.png,
+and bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png).
 """
 
 from __future__ import annotations
@@ -71,13 +72,15 @@ def table2(config, found) -> str:
   return "\n".join(lines)
 
 
-def table1(config, workdir: pathlib.Path) -> str:
-  """Code distances of the MetaVAE amortized over each transformation (rows) under each transformation (columns)."""
+def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
+  """Code distances of the MetaVAE amortized over each transformation (rows) under each transformation (columns):
+  the markdown table and {row: distances} of the trained rows."""
   data = mnist.load_mnist(pathlib.Path(config.run.data.data_dir).expanduser(), manual_dir=config.run.data.manual_dir)
   images = jnp.asarray(data["test"][0][:config.table1_images])
   lines = [f"Mean L2 distance between the code of one of {config.table1_images} test images and the codes of its "
            f"transformed versions (all values of the column's grid); MetaVAEs of the {config.table1_split} split.", "",
            "| amortized over \\ applied | rotate | scale | shear | paper |", "|---|---|---|---|---|"]
+  rows = {}
   for row in config.transforms:
     cell = workdir / row / config.table1_split / "meta_vae"
     run = cell_config(config, row, config.table1_split, "meta_vae")
@@ -92,9 +95,38 @@ def table1(config, workdir: pathlib.Path) -> str:
     distances = [invariance.code_distance(model, state.params, jax.random.key(i), images, column,
                                           transforms.VALUES[column], config=run)
                  for i, column in enumerate(("rotate", "scale", "shear"))]
+    rows[row] = distances
     paper = " / ".join(str(v) for v in PAPER_TABLE1[row])
     lines.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in distances) + f" | {paper} |")
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines) + "\n", rows
+
+
+def bar_charts(config, found, table1_rows: dict[str, list[float]], workdir: pathlib.Path) -> None:
+  """table2_bars.png: mean unseen accuracy per transformation and model, one panel per split, the paper's
+  MetaVAE as a black tick; table1_bars.png: the code distances, grouped by what the MetaVAE was amortized over."""
+  width = 0.8 / len(config.models)
+  with figure(workdir / "table2_bars.png", 1, len(config.splits), figsize=(4.5 * len(config.splits), 3.2),
+              squeeze=False) as (_, axes):
+    for ax, split in zip(axes[0], config.splits):
+      for j, model in enumerate(config.models):
+        heights = [found[(t, split, model)]["mean_test_accuracy"] if (t, split, model) in found else 0.0
+                   for t in config.transforms]
+        ax.bar([i + j * width for i in range(len(config.transforms))], heights, width, label=model)
+      ax.scatter([i + 0.4 - width / 2 for i in range(len(config.transforms))],
+                 [PAPER_TABLE2[t]["meta_vae"] for t in config.transforms], marker="_", s=300, color="k",
+                 label="paper MetaVAE")
+      ax.set_xticks([i + 0.4 - width / 2 for i in range(len(config.transforms))], config.transforms)
+      ax.set_ylim(0.0, 1.0)
+      ax.set_title(f"{split} split (missing cells: no bar)", fontsize=9)
+      ax.set_ylabel("mean unseen accuracy")
+      ax.legend(fontsize=7)
+  with figure(workdir / "table1_bars.png", figsize=(5, 3.2)) as (_, ax):
+    for j, column in enumerate(("rotate", "scale", "shear")):
+      ax.bar([i + j * 0.27 for i in range(len(table1_rows))], [d[j] for d in table1_rows.values()], 0.27,
+             label=f"applied: {column}")
+    ax.set_xticks([i + 0.27 for i in range(len(table1_rows))], [f"amortized over {r}" for r in table1_rows])
+    ax.set_ylabel("mean code distance")
+    ax.legend(fontsize=7)
 
 
 def figure7(config, found, workdir: pathlib.Path) -> None:
@@ -125,8 +157,10 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   found = collect(config, workdir)
   (workdir / "table2.md").write_text(table2(config, found))
-  (workdir / "table1.md").write_text(table1(config, workdir))
+  text, table1_rows = table1(config, workdir)
+  (workdir / "table1.md").write_text(text)
   figure7(config, found, workdir)
+  bar_charts(config, found, table1_rows, workdir)
   return {f"{t}/{s}/{m}": r["mean_test_accuracy"] for (t, s, m), r in found.items()}
 
 

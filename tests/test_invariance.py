@@ -75,7 +75,8 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
   row = next(line for line in (tmp_path / "table1.md").read_text().splitlines() if line.startswith("| rotate"))
   distances = [float(v) for v in row.split("|")[2:5]]
   assert all(math.isfinite(d) and d >= 0 for d in distances)
-  assert (tmp_path / "figure7_sparse.png").stat().st_size > 0
+  for figure in ("figure7_sparse.png", "table2_bars.png", "table1_bars.png"):
+    assert (tmp_path / figure).stat().st_size > 0
   # A second call collects the existing cells instead of training them again.
   before = (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text()
   assert mnist_tables.run(config, tmp_path) == results
