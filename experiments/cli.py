@@ -19,6 +19,8 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from meta_amortized import sharding
+
 CONFIG_DIR = pathlib.Path(__file__).parent / "configs"
 
 
@@ -59,6 +61,8 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, pathlib.Path], dic
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     config = config_flag.value
     jax.config.update("jax_disable_most_optimizations", bool(config.get("fast_compile", False)))
+    if config.get("distributed", False):
+      sharding.initialize_distributed()
     run(config, pathlib.Path(workdir_flag.value))
 
   app.run(absl_main)

@@ -40,6 +40,7 @@ from meta_amortized.networks import (
   StatisticianDecoder,
 )
 from meta_amortized.sampling import sample_without_replacement
+from meta_amortized.training import mixed_precision
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
 DATASETS = ("mnist", "smallnorb")
@@ -52,6 +53,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "transform", sorted(grids))
   trainer.check_choice(config, "split", splits.SPLIT_NAMES)
   trainer.check_choice(config, "model", MODELS)
+  trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size")
@@ -208,9 +210,11 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   model = build_model(config, meta.train.shape[1])
   stateful = isinstance(model, ConvModel)
   init = (lambda key: model.init(key, len(meta.train_values))) if config.model == "meta_vae" or stateful else model.init
-  state = trainer.fit(config, workdir, run=config.model, init_params=init,
-                      loss_fn=functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size),
-                      batch=(meta.train,), stateful=stateful)
+  loss_fn = functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size)
+  if config.compute_dtype == "bfloat16":
+    loss_fn = mixed_precision(loss_fn, jnp.bfloat16, stateful=stateful)
+  state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(meta.train,),
+                      stateful=stateful)
   train_values, unseen_values = meta.train_values, meta.unseen_values
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
 

@@ -23,6 +23,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
+from meta_amortized.sharding import data_mesh, replicate, shard_distributions
 from meta_amortized.training import TrainState, init_train_state, make_train_step
 
 
@@ -73,6 +74,8 @@ class MetricsLog:
     self.path.write_text("".join(line + "\n" for line in kept))
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
+    if jax.process_index() != 0:  # every process computes the same metrics; one writes them
+      return
     with self.path.open("a") as f:
       f.write(json.dumps({"run": self.run, "step": step, **metrics}) + "\n")
 
@@ -129,6 +132,10 @@ def fit(
     optimizer: Adam with config.learning_rate when None.
     stateful: the model keeps non-trained state (batch-norm statistics) in `TrainState.model_state`.
 
+  Training uses every device (`sharding.data_mesh`): the state replicated, the arrays of `batch` split over
+  their leading (distribution) axis where the device count divides it, the query batch otherwise. The state
+  returned is on this process's first device, for evaluation.
+
   Raises:
     FloatingPointError: the loss became NaN or inf; the message names the step, and the last
       checkpoint with finite parameters is kept.
@@ -137,22 +144,25 @@ def fit(
   optimizer = optax.adam(config.learning_rate) if optimizer is None else optimizer
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   params, model_state = init_params(init_key) if stateful else (init_params(init_key), None)
-  state = init_train_state(params, optimizer, model_state)
+  mesh = data_mesh()  # every device of every process; parameters replicated, distributions split
+  state = replicate(mesh, init_train_state(params, optimizer, model_state))
+  batch = shard_distributions(mesh, batch)
   directory = workdir / "checkpoints" / run
   log = MetricsLog(workdir / "metrics.jsonl", run)
   manager = _checkpoint_manager(directory)
   restored = restore_latest(directory, state, manager)
   if restored is not None:
-    state = restored
+    state = replicate(mesh, restored)
   start = int(state.step)
   log.truncate_after(start)
   if start >= config.num_steps:
-    return state
+    return _for_evaluation(state)
 
-  step_fn = make_train_step(loss_fn, optimizer, stateful=stateful)
+  step_fn = make_train_step(loss_fn, optimizer, stateful=stateful, mesh=mesh)
   last_save = time.monotonic()
   window: list[dict[str, jax.Array]] = []
-  with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True) as bar:
+  with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True,
+            disable=jax.process_index() != 0) as bar:
     for step in range(start, config.num_steps):
       state, metrics = step_fn(state, jax.random.fold_in(train_key, step), *batch)
       window.append(metrics)
@@ -176,7 +186,12 @@ def fit(
           manager.wait_until_finished()
           last_save = time.monotonic()
       bar.update(1)
-  return state
+  return _for_evaluation(state)
+
+
+def _for_evaluation(state: TrainState) -> TrainState:
+  """The trained state on this process's first device, where the experiments evaluate it."""
+  return jax.device_put(state, jax.local_devices()[0])
 
 
 def write_results(workdir: pathlib.Path, results: dict[str, Any], name: str = "results.json") -> None:
@@ -191,4 +206,5 @@ def write_results(workdir: pathlib.Path, results: dict[str, Any], name: str = "r
     elif isinstance(value, float) and not math.isfinite(value):
       raise FloatingPointError(f"results{path} is {value}")
   check(results, "")
-  (workdir / name).write_text(json.dumps(results, indent=2) + "\n")
+  if jax.process_index() == 0:
+    (workdir / name).write_text(json.dumps(results, indent=2) + "\n")

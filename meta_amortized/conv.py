@@ -21,7 +21,7 @@ import numpy as np
 
 from meta_amortized.metavae import MetaVAE
 from meta_amortized.networks import ConvEncoder
-from meta_amortized.sampling import sample_meta_batch
+from meta_amortized.sampling import as_float, sample_meta_batch
 from meta_amortized.statistician import ContextLatentModel
 
 
@@ -81,8 +81,8 @@ class ConvModel(NamedTuple):
     of `make_train_step`: (loss, (metrics, model_state))."""
     batch_key, bound_key = jax.random.split(key)
     queries, sets = sample_meta_batch(batch_key, data, batch_size=batch_size, set_size=set_size)
-    bound, model_state = self.bound(params, model_state, bound_key, queries.astype(jnp.float32),
-                                    sets.astype(jnp.float32), train=True)
+    bound, model_state = self.bound(params, model_state, bound_key, as_float(queries),
+                                    as_float(sets), train=True)
     name = "meta_elbo" if isinstance(self.model, MetaVAE) else "bound"
     return -jnp.mean(bound), ({name: jnp.mean(bound)}, model_state)
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from meta_amortized import objectives
 from meta_amortized.distributions import Bernoulli
 from meta_amortized.networks import Decoder, MetaInferenceNetwork, init_stacked
-from meta_amortized.sampling import sample_meta_batch
+from meta_amortized.sampling import as_float, sample_meta_batch
 
 
 class MetaVAE(NamedTuple):
@@ -35,7 +35,7 @@ class MetaVAE(NamedTuple):
   def log_likelihood(self, theta: Any, x: jax.Array, z: jax.Array) -> jax.Array:
     """log p_theta(x | z) of observations x (..., *event) (flat or images) given z (..., Z)."""
     logits = self.decoder.apply(theta, z)
-    return Bernoulli(logits, event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
+    return Bernoulli(logits.astype(jnp.float32), event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
 
   def meta_elbo(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array,
                 decoder_index: jax.Array | None = None,
@@ -71,6 +71,6 @@ class MetaVAE(NamedTuple):
     """
     batch_key, elbo_key = jax.random.split(key)
     queries, sets = sample_meta_batch(batch_key, data, batch_size=batch_size, set_size=set_size)
-    per_query = self.meta_elbo(params, elbo_key, queries.astype(jnp.float32), sets.astype(jnp.float32))
+    per_query = self.meta_elbo(params, elbo_key, as_float(queries), as_float(sets))
     loss = -jnp.mean(per_query)
     return loss, {"meta_elbo": -loss}

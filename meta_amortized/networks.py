@@ -42,8 +42,9 @@ class MLP(nn.Module):
 
 
 def gaussian_from_params(params: jax.Array) -> DiagonalGaussian:
-  """Splits the last axis of (..., 2Z) into a mean and a log-variance."""
-  mean, log_variance = jnp.split(params, 2, axis=-1)
+  """Splits the last axis of (..., 2Z) into a mean and a log-variance, in float32 (whatever the networks'
+  compute dtype: the bounds are computed in float32)."""
+  mean, log_variance = jnp.split(params.astype(jnp.float32), 2, axis=-1)
   return DiagonalGaussian(mean, log_variance)
 
 

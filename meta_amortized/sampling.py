@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from meta_amortized.sharding import constrain_batch
+
 
 def sample_without_replacement(key: jax.Array, population_size: int, num: int,
                                shape: tuple[int, ...] = ()) -> jax.Array:
@@ -50,7 +52,8 @@ def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,
     set_size: N.
 
   Returns:
-    queries (K, B, *event) and sets (K, B, N, *event).
+    queries (K, B, *event) and sets (K, B, N, *event); inside a step traced under a 'data' mesh, split
+    over the devices by `sharding.constrain_batch`.
   """
   num_distributions, num_examples = data.shape[:2]
   query_key, set_key = jax.random.split(key)
@@ -59,4 +62,10 @@ def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,
                                          (num_distributions, batch_size))
   queries = data[:, query_index]
   sets = jnp.take_along_axis(data, set_index.reshape(num_distributions, -1, *[1] * (data.ndim - 2)), axis=1)
-  return queries, sets.reshape(num_distributions, batch_size, set_size, *data.shape[2:])
+  sets = sets.reshape(num_distributions, batch_size, set_size, *data.shape[2:])
+  return constrain_batch(queries), constrain_batch(sets)
+
+
+def as_float(x: jax.Array) -> jax.Array:
+  """Integer data (uint8 pixels) as float32; floating data (float32, or bfloat16 under mixed precision) as is."""
+  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from meta_amortized import objectives
 from meta_amortized.distributions import Bernoulli
 from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
-from meta_amortized.sampling import sample_meta_batch
+from meta_amortized.sampling import as_float, sample_meta_batch
 
 
 class ContextLatentModel(NamedTuple):
@@ -65,7 +65,7 @@ class ContextLatentModel(NamedTuple):
   def log_likelihood(self, params: dict[str, Any], x: jax.Array, z: jax.Array, c: jax.Array) -> jax.Array:
     """log p(x | z, c) of observations x (..., *event) (flat or images)."""
     logits = self.decoder.apply(params["decoder"], z, c)
-    return Bernoulli(logits, event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
+    return Bernoulli(logits.astype(jnp.float32), event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
 
   def pseudo_inputs(self, params: dict[str, Any]) -> jax.Array:
     """The VampPrior's pseudo-sets (P, N, *event). Pseudo-observations are grey levels: the parameters pass
@@ -126,7 +126,7 @@ class ContextLatentModel(NamedTuple):
     """Negative bound per observation of one batch drawn on the device from data (K, M, D)."""
     batch_key, bound_key = jax.random.split(key)
     queries, sets = sample_meta_batch(batch_key, data, batch_size=batch_size, set_size=set_size)
-    bound = self.per_element_bound(params, bound_key, queries.astype(jnp.float32), sets.astype(jnp.float32))
+    bound = self.per_element_bound(params, bound_key, as_float(queries), as_float(sets))
     return -jnp.mean(bound), {"bound": jnp.mean(bound)}
 
 

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 class TrainState(NamedTuple):
@@ -27,8 +28,8 @@ def init_train_state(params: Any, optimizer: optax.GradientTransformation, model
 LossFn = Callable[..., tuple[jax.Array, Any]]
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
-                    stateful: bool = False) -> Callable[..., tuple[TrainState, dict]]:
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, stateful: bool = False,
+                    mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, dict]]:
   """Returns `step(state, key, *batch) -> (state, metrics)`, jitted, donating `state`.
 
   Args:
@@ -37,6 +38,9 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
       with batch norm. All sampling happens inside it with `key`, so the whole step is one XLA program.
     optimizer: an optax transformation.
     stateful: whether the loss reads and updates `TrainState.model_state`.
+    mesh: a `sharding.data_mesh`: the step is traced under it (batches drawn inside are split over its
+      devices, `sharding.constrain_batch`) and returns the state and metrics replicated. The state and
+      data should be placed with `sharding.replicate` and `sharding.shard_distributions`.
 
   The returned metrics hold `loss` plus whatever `loss_fn` reports.
   """
@@ -52,4 +56,31 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state, model_state), {"loss": loss, **metrics}
 
-  return jax.jit(step, donate_argnums=0)
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  jitted = jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+  def sharded_step(state: TrainState, key: jax.Array, *batch: Any) -> tuple[TrainState, dict]:
+    with jax.set_mesh(mesh):
+      return jitted(state, key, *batch)
+
+  return sharded_step
+
+
+def mixed_precision(loss_fn: LossFn, compute_dtype: Any = jnp.bfloat16, *, stateful: bool = False) -> LossFn:
+  """`loss_fn` with its matrix products in `compute_dtype` (bfloat16 on GPU/TPU), for `make_train_step`.
+
+  The float32 parameters and the floating arrays of the batch are cast to `compute_dtype` on the way in
+  (gradients flow back to the float32 parameters, which the optimiser updates in float32); the networks
+  hand their outputs to the bounds in float32 (`networks.gaussian_from_params`, the models' likelihoods),
+  so the bounds, the loss and the metrics are float32. A stateful model's state (batch-norm statistics)
+  stays float32.
+  """
+
+  def cast(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+  if stateful:
+    return lambda params, model_state, key, *batch: loss_fn(cast(params), model_state, key, *cast(batch))
+  return lambda params, key, *batch: loss_fn(cast(params), key, *cast(batch))

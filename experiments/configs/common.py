@@ -17,4 +17,6 @@ def training_config(mode: str | None, *, num_steps: int, learning_rate: float = 
   c.learning_rate = learning_rate
   c.log_every = log_every
   c.checkpoint_every_seconds = 120.0
+  # Multi-host: run the same command on every host; True calls jax.distributed.initialize() first.
+  c.distributed = False
   return c

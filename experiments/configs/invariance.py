@@ -13,6 +13,8 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.transform = transform
   c.split = "sparse"  # interleaved | sparse | contiguous
   c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior
+  # bfloat16: bfloat16 matrix products with float32 parameters and losses (for GPU/TPU; slow on CPU).
+  c.compute_dtype = "float32"
   c.data = ml_collections.ConfigDict()
   c.data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # the original files; None downloads
   c.data.data_dir = "workdirs/tensorflow_datasets"

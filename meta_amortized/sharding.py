@@ -1,0 +1,89 @@
+"""Data parallelism over distributions: one `('data',)` mesh over every device, no code change between
+CPU, one GPU and a TPU slice.
+
+The training data (K, M, *event) is sharded over its K distributions when the mesh divides K; the
+batches drawn inside a step (`sampling.sample_meta_batch`) are constrained to the same layout, or, where
+there are fewer distributions than devices, to a sharding of the query batch. Parameters and optimiser
+state are replicated; XLA partitions the vmapped computation and inserts the gradient all-reduce.
+
+    mesh = data_mesh()
+    state = replicate(mesh, state)
+    data = shard_distributions(mesh, data)
+    step = make_train_step(loss_fn, optimizer, mesh=mesh)
+
+Multi-host: call `jax.distributed.initialize()` first (`initialize_distributed`); every process then builds
+the same mesh over all devices and `shard_distributions` takes from each process only the shards of its
+own devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXIS = "data"
+
+
+def data_mesh(devices: Any = None) -> Mesh:
+  """A one-axis mesh named 'data' over `devices` (all devices of all processes when None)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (AXIS,), axis_types=(AxisType.Auto,), devices=devices)
+
+
+def initialize_distributed(**kwargs: Any) -> None:
+  """`jax.distributed.initialize(**kwargs)` (on Cloud TPU and SLURM the arguments are found automatically);
+   on CPU the processes exchange collectives through gloo."""
+  if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+
+
+def replicate(mesh: Mesh, tree: Any) -> Any:
+  """Every leaf of `tree` replicated on every device of `mesh`."""
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]), tree)
+
+
+def batch_spec(shape: tuple[int, ...], num_devices: int) -> P:
+  """The layout of a (K, B, ...) batch on `num_devices`: over K if they divide it, else over B.
+
+  Raises:
+    ValueError: neither K nor B is a multiple of the number of devices.
+  """
+  if shape[0] % num_devices == 0:
+    return P(AXIS)
+  if len(shape) > 1 and shape[1] % num_devices == 0:
+    return P(None, AXIS)
+  raise ValueError(f"cannot shard a batch of shape {shape} over {num_devices} devices: neither the number of "
+                   f"distributions ({shape[0]}) nor the batch size ({shape[1] if len(shape) > 1 else None}) is a "
+                   "multiple of it")
+
+
+def shard_distributions(mesh: Mesh, data: Any) -> Any:
+  """The training distributions (K, M, *event) on `mesh`: split over K when the mesh divides it, replicated
+  otherwise (the query batch is split inside the step instead). Each process reads only its devices' shards."""
+  num = mesh.shape[AXIS]
+
+  def put(x):
+    spec = P(AXIS) if np.ndim(x) and np.shape(x)[0] % num == 0 else P()
+    sharding = NamedSharding(mesh, spec)
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
+    return jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x[index]))
+
+  return jax.tree.map(put, data)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """Inside a step traced under `jax.set_mesh` with a 'data' axis: x (K, B, ...) laid out by `batch_spec`.
+  Without such a mesh (plain single-device use), x unchanged."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or AXIS not in mesh.axis_names or mesh.shape[AXIS] == 1:
+    return x
+  return jax.lax.with_sharding_constraint(x, batch_spec(x.shape, mesh.shape[AXIS]))
