@@ -1,12 +1,14 @@
-"""Times the jitted MetaVAE training step at the original code's MNIST setting.
+"""Times the jitted training steps of the MetaVAE and its three baselines at the MNIST setting.
 
-    python -m experiments.benchmark            # K = 5, B = 100, N = 10, random data
-    python -m experiments.benchmark --json     # one JSON object
+    python -m experiments.benchmark                      # the four models, K = 5, B = 100, N = 10
+    python -m experiments.benchmark --models meta_vae --json
+    python -m experiments.benchmark --scaling --out DIR  # step time against K, N and B: table, log-log plot
+    python -m experiments.benchmark --devices 1,2,4,8    # throughput per device (fake CPU devices on a CPU)
 
-Prints seconds per step, examples per second, the step's model FLOPs (XLA's
-count for the compiled step, nearly all of it the matrix products of the
-forward and backward passes) and the achieved GFLOP/s next to the machine's own dense float32
-matrix-product GFLOP/s, measured in the same run, alternating with the steps.
+For each model: seconds per step, the step's FLOPs (XLA's count for the compiled step, nearly all of it the
+matrix products of the forward and backward passes), the achieved GFLOP/s next to the machine's own dense
+float32 matrix-product GFLOP/s measured in the same run, alternating with the steps, and the original
+PyTorch code's seconds per step on the project's 2-core machine (REFERENCE.md section 8).
 """
 
 from __future__ import annotations
@@ -14,16 +16,27 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
+import pathlib
 import platform
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from meta_amortized.metavae import MetaVAE
+from experiments import invariance
+from experiments.configs import mnist_rotate
+from experiments.plotting import figure
+from meta_amortized import sharding
 from meta_amortized.training import init_train_state, make_train_step
+
+MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
+# The original code's s/step at K = 5, B = 100, N = 10 on the project's 2-core machine (REFERENCE.md section 8).
+ORIGINAL_SECONDS = {"meta_vae": 0.54, "ns": 0.105, "vhe": 0.54, "vhe_vampprior": 1.99}
+SCALING = {"num_distributions": (2, 4, 8, 16), "set_size": (5, 10, 20, 40), "batch_size": (25, 50, 100, 200)}
 
 
 def _seconds(fn) -> float:
@@ -32,23 +45,28 @@ def _seconds(fn) -> float:
   return time.perf_counter() - start
 
 
-def benchmark_metavae(*, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
-                      steps: int, matmul_size: int, seed: int = 0) -> dict:
-  """Times the MetaVAE step and a dense matmul in alternation, so both see the same machine state."""
-  model = MetaVAE()
+def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
+                   steps: int, matmul_size: int, num_devices: int = 1, seed: int = 0) -> dict:
+  """Times one model's step (sharded over the first `num_devices` devices) and a dense matmul in alternation,
+  so both see the same machine state. The model has the sizes of the MNIST experiments."""
+  config = mnist_rotate.get_config()
+  config.model = model_name
+  model = invariance.build_model(config, num_examples)
   key = jax.random.key(seed)
-  data = jax.random.uniform(key, (num_distributions, num_examples, 784))
-  params = model.init(jax.random.key(seed + 1), num_distributions)
+  params = (model.init(jax.random.key(seed + 1), num_distributions) if model_name == "meta_vae"
+            else model.init(jax.random.key(seed + 1)))
   optimizer = optax.adam(2e-4)
-  step = make_train_step(functools.partial(model.loss, batch_size=batch_size, set_size=set_size), optimizer)
-  state = init_train_state(params, optimizer)
+  mesh = sharding.data_mesh(jax.devices()[:num_devices])
+  data = sharding.shard_distributions(mesh, jax.random.uniform(key, (num_distributions, num_examples, 784)))
+  state = sharding.replicate(mesh, init_train_state(params, optimizer))
+  step = make_train_step(functools.partial(model.loss, batch_size=batch_size, set_size=set_size), optimizer,
+                         mesh=mesh)
 
   start = time.perf_counter()
   compiled = step.lower(state, key, data).compile()
   compile_seconds = time.perf_counter() - start
-  # XLA's count for the whole step: the matrix products of the forward and backward
-  # passes (elementwise work and the optimizer add well under 1 %).
-  flops = compiled.cost_analysis()["flops"]
+  cost = compiled.cost_analysis()
+  flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
 
   a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size)) for i in (2, 3))
   matmul = jax.jit(jnp.matmul)
@@ -67,51 +85,115 @@ def benchmark_metavae(*, num_distributions: int, batch_size: int, set_size: int,
     step_times.append(_seconds(lambda: run_step(step_key)))
     matmul_times.append(_seconds(lambda: matmul(a, b)))
   seconds = statistics.median(step_times)
+  matmul_gflops = 2 * matmul_size**3 / 1e9 / statistics.median(matmul_times)
   return {
-      "model": "meta_vae",
+      "model": model_name,
       "num_distributions": num_distributions,
       "batch_size": batch_size,
-      "set_size": set_size,
+      "set_size": batch_size if model_name == "ns" else set_size,
+      "num_devices": num_devices,
       "parameters": sum(x.size for x in jax.tree.leaves(params)),
       "compile_seconds": compile_seconds,
       "sec_per_step": seconds,
       "examples_per_sec": num_distributions * batch_size / seconds,
+      "examples_per_sec_per_device": num_distributions * batch_size / seconds / num_devices,
       "model_gflop_per_step": flops / 1e9,
       "achieved_gflops": flops / 1e9 / seconds,
-      "matmul_gflops": 2 * matmul_size**3 / 1e9 / statistics.median(matmul_times),
+      "matmul_gflops": matmul_gflops,
+      "fraction_of_matmul": flops / 1e9 / seconds / matmul_gflops,
       "final_loss": float(holder["metrics"]["loss"]),
   }
 
 
+def fitted_exponent(sizes, seconds) -> float:
+  """The slope of log(seconds) against log(size) over the three largest sizes (past the fixed overhead)."""
+  return float(np.polyfit(np.log(sizes[-3:]), np.log(seconds[-3:]), 1)[0])
+
+
+def scaling(models, defaults: dict, out: pathlib.Path, **timing) -> dict:
+  """Step time against each of K, N and B (the others at `defaults`) for each model: DIR/scaling.json,
+  DIR/scaling.md (a table with the fitted exponents) and DIR/scaling.png (log-log)."""
+  out.mkdir(parents=True, exist_ok=True)
+  results = {}
+  for axis, sizes in SCALING.items():
+    for model in models:
+      if model == "ns" and axis == "set_size":
+        continue  # the NS's set is its batch
+      rows = [benchmark_step(model, **{**defaults, axis: size}, **timing) for size in sizes]
+      seconds = [r["sec_per_step"] for r in rows]
+      results[f"{axis}/{model}"] = {"sizes": list(sizes), "sec_per_step": seconds,
+                                    "exponent": fitted_exponent(sizes, seconds)}
+  (out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
+  lines = ["| axis | model | " + " | ".join("size" for _ in range(4)) + " | s/step | exponent (3 largest) |",
+           "|---|---|---|---|---|---|---|---|"]
+  for name, r in results.items():
+    axis, model = name.split("/")
+    lines.append(f"| {axis} | {model} | " + " | ".join(str(s) for s in r["sizes"]) + " | "
+                 + ", ".join(f"{s:.3f}" for s in r["sec_per_step"]) + f" | {r['exponent']:.2f} |")
+  (out / "scaling.md").write_text("\n".join(lines) + "\n")
+  with figure(out / "scaling.png", 1, len(SCALING), figsize=(4.2 * len(SCALING), 3.2), squeeze=False) as (_, axes):
+    for ax, axis in zip(axes[0], SCALING, strict=True):
+      for name, r in results.items():
+        if name.startswith(axis + "/"):
+          ax.loglog(r["sizes"], r["sec_per_step"], "o-", label=f"{name.split('/')[1]} (slope {r['exponent']:.2f})")
+      ax.set_xlabel(axis)
+      ax.set_ylabel("s/step")
+      ax.legend(fontsize=7)
+  return results
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {MODELS}")
   parser.add_argument("--num-distributions", type=int, default=5, help="K")
-  parser.add_argument("--batch-size", type=int, default=100, help="B")
+  parser.add_argument("--batch-size", type=int, default=100, help="B (the NS: its set too)")
   parser.add_argument("--set-size", type=int, default=10, help="N")
   parser.add_argument("--num-examples", type=int, default=60000, help="examples per distribution")
-  parser.add_argument("--steps", type=int, default=30, help="timed steps after 3 warm-up steps")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps")
   parser.add_argument("--matmul-size", type=int, default=2048, help="side of the reference square matmul")
+  parser.add_argument("--scaling", action="store_true", help=f"sweep K, N and B over {SCALING}")
+  parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: time the step sharded over that many devices")
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("workdirs/benchmark"), help="for --scaling")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   args = parser.parse_args(argv)
-
-  result = benchmark_metavae(num_distributions=args.num_distributions, batch_size=args.batch_size,
-                             set_size=args.set_size, num_examples=args.num_examples, steps=args.steps,
-                             matmul_size=args.matmul_size)
-  result["fraction_of_matmul"] = result["achieved_gflops"] / result["matmul_gflops"]
+  models = args.models.split(",")
+  unknown = [m for m in models if m not in MODELS]
+  if unknown:
+    parser.error(f"--models: unknown {unknown}; expected some of {list(MODELS)}")
+  device_counts = [int(n) for n in args.devices.split(",")] if args.devices else [1]
+  if args.devices and "JAX_NUM_CPU_DEVICES" not in os.environ and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
+    jax.config.update("jax_num_cpu_devices", max(device_counts))  # fake CPU devices; before JAX starts a backend
+  if max(device_counts) > jax.device_count():
+    parser.error(f"--devices {args.devices}: only {jax.device_count()} devices are available")
+  defaults = {"num_distributions": args.num_distributions, "batch_size": args.batch_size, "set_size": args.set_size}
+  timing = {"num_examples": args.num_examples, "steps": args.steps, "matmul_size": args.matmul_size}
   processor = platform.processor() or platform.machine()
-  result["device"] = f"{jax.devices()[0].device_kind} x{jax.device_count()} ({processor})"
-  result["jax_version"] = jax.__version__
-  if args.json:
-    print(json.dumps(result))
+  header = {"device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({processor})",
+            "jax_version": jax.__version__}
+
+  if args.scaling:
+    results = scaling(models, defaults, args.out, **timing)
+    if args.json:
+      print(json.dumps({**header, "scaling": results}))
+    else:
+      print((args.out / "scaling.md").read_text())
     return
-  print(f"MetaVAE step, K={result['num_distributions']} B={result['batch_size']} N={result['set_size']}, "
-        f"{result['parameters'] / 1e6:.2f} M parameters, on {result['device']}")
-  print(f"  {result['sec_per_step']:.4f} s/step, {result['examples_per_sec']:.0f} examples/s "
-        f"(compiled in {result['compile_seconds']:.1f} s)")
-  print(f"  {result['model_gflop_per_step']:.2f} GFLOP/step (matrix products), "
-        f"{result['achieved_gflops']:.1f} GFLOP/s achieved")
-  print(f"  dense float32 matmul on this machine: {result['matmul_gflops']:.1f} GFLOP/s; "
-        f"the step runs at {100 * result['fraction_of_matmul']:.0f} % of it")
+
+  rows = [benchmark_step(model, **defaults, **timing, num_devices=n) for n in device_counts for model in models]
+  for row in rows:
+    row["original_sec_per_step"] = ORIGINAL_SECONDS[row["model"]]
+  if args.json:
+    print(json.dumps({**header, "rows": rows}))
+    return
+  print(f"Training steps at K={args.num_distributions} B={args.batch_size} N={args.set_size} on {header['device']}, "
+        f"JAX {jax.__version__}")
+  print("| model | devices | parameters | s/step | examples/s/device | GFLOP/step | GFLOP/s | matmul GFLOP/s "
+        "| of matmul | original s/step |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['model']} | {r['num_devices']} | {r['parameters'] / 1e6:.2f} M | {r['sec_per_step']:.4f} | "
+          f"{r['examples_per_sec_per_device']:.0f} | {r['model_gflop_per_step']:.2f} | {r['achieved_gflops']:.1f} | "
+          f"{r['matmul_gflops']:.1f} | {100 * r['fraction_of_matmul']:.0f} % | {r['original_sec_per_step']} |")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     with jax.set_mesh(mesh):
       return jitted(state, key, *batch)
 
+  def lower(*args: Any) -> Any:
+    with jax.set_mesh(mesh):
+      return jitted.lower(*args)
+
+  sharded_step.lower = lower  # as a jitted function has, for ahead-of-time compilation and cost analysis
   return sharded_step
 
 

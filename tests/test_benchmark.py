@@ -1,13 +1,48 @@
 import json
 import math
+import os
+import subprocess
+import sys
+
+import pytest
 
 from experiments import benchmark
 
+TINY = ["--num-distributions", "2", "--batch-size", "4", "--set-size", "3", "--num-examples", "50", "--steps", "2",
+        "--matmul-size", "128", "--json"]
+
 
 def test_benchmark_prints_json_with_finite_numbers(capsys):
-  benchmark.main(["--json", "--num-distributions", "2", "--batch-size", "4", "--set-size", "3",
-                  "--num-examples", "50", "--steps", "2", "--matmul-size", "128"])
-  result = json.loads(capsys.readouterr().out)
-  for key in ("sec_per_step", "model_gflop_per_step", "achieved_gflops", "matmul_gflops"):
-    assert math.isfinite(result[key]) and result[key] > 0, key
-  assert result["achieved_gflops"] == result["model_gflop_per_step"] / result["sec_per_step"]
+  benchmark.main(["--models", "meta_vae,ns", *TINY])
+  rows = json.loads(capsys.readouterr().out)["rows"]
+  assert [r["model"] for r in rows] == ["meta_vae", "ns"]
+  assert rows[1]["set_size"] == 4  # the NS's set is its batch
+  for result in rows:
+    for key in ("sec_per_step", "model_gflop_per_step", "achieved_gflops", "matmul_gflops"):
+      assert math.isfinite(result[key]) and result[key] > 0, key
+    assert result["achieved_gflops"] == result["model_gflop_per_step"] / result["sec_per_step"]
+    assert result["original_sec_per_step"] == benchmark.ORIGINAL_SECONDS[result["model"]]
+
+
+def test_benchmark_shards_the_step_over_fake_devices():
+  env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+  out = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--models", "meta_vae", "--devices", "1,2",
+                        *TINY], env=env, capture_output=True, text=True, check=True).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result["device"].startswith("cpu x2")
+  assert [r["num_devices"] for r in result["rows"]] == [1, 2]
+  for row in result["rows"]:
+    assert row["examples_per_sec_per_device"] == pytest.approx(8 / row["sec_per_step"] / row["num_devices"])
+
+
+def test_fitted_exponent_reads_the_power_past_the_overhead():
+  sizes = [1, 10, 100, 1000]
+  assert benchmark.fitted_exponent(sizes, [0.5 * s for s in sizes]) == pytest.approx(1.0)
+  assert benchmark.fitted_exponent(sizes, [2e-3 * s**2 for s in sizes]) == pytest.approx(2.0)
+  # A fixed overhead bends the smallest sizes only: the three largest still read close to 1.
+  assert benchmark.fitted_exponent(sizes, [1.0 + 0.5 * s for s in sizes]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_benchmark_rejects_an_unknown_model():
+  with pytest.raises(SystemExit):
+    benchmark.main(["--models", "vae"])
