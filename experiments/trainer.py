@@ -117,6 +117,7 @@ def fit(
     batch: tuple[Any, ...] = (),
     optimizer: optax.GradientTransformation | None = None,
     stateful: bool = False,
+    has_gradients: bool = False,
 ) -> TrainState:
   """Trains `run` for config.num_steps steps (resuming if a checkpoint exists) and returns the final state.
 
@@ -131,6 +132,7 @@ def fit(
     batch: arrays passed to every step (e.g. the stacked training distributions on the device).
     optimizer: Adam with config.learning_rate when None.
     stateful: the model keeps non-trained state (batch-norm statistics) in `TrainState.model_state`.
+    has_gradients: loss_fn returns (loss, metrics, gradients) (see `make_train_step`).
 
   Training uses every device (`sharding.data_mesh`): the state replicated, the arrays of `batch` split over
   their leading (distribution) axis where the device count divides it, the query batch otherwise. The state
@@ -158,7 +160,7 @@ def fit(
   if start >= config.num_steps:
     return _for_evaluation(state)
 
-  step_fn = make_train_step(loss_fn, optimizer, stateful=stateful, mesh=mesh)
+  step_fn = make_train_step(loss_fn, optimizer, stateful=stateful, has_gradients=has_gradients, mesh=mesh)
   last_save = time.monotonic()
   window: list[dict[str, jax.Array]] = []
   with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True,

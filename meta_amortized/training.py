@@ -29,7 +29,7 @@ LossFn = Callable[..., tuple[jax.Array, Any]]
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, stateful: bool = False,
-                    mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, dict]]:
+                    has_gradients: bool = False, mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, dict]]:
   """Returns `step(state, key, *batch) -> (state, metrics)`, jitted, donating `state`.
 
   Args:
@@ -38,6 +38,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
       with batch norm. All sampling happens inside it with `key`, so the whole step is one XLA program.
     optimizer: an optax transformation.
     stateful: whether the loss reads and updates `TrainState.model_state`.
+    has_gradients: `loss_fn(params, key, *batch) -> (loss, metrics, gradients)` computes its own gradients
+      (models whose parts follow different losses, such as `iterative.iterative_gradients`).
     mesh: a `sharding.data_mesh`: the step is traced under it (batches drawn inside are split over its
       devices, `sharding.constrain_batch`) and returns the state and metrics replicated. The state and
       data should be placed with `sharding.replicate` and `sharding.shard_distributions`.
@@ -46,7 +48,10 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
   """
 
   def step(state: TrainState, key: jax.Array, *batch: Any) -> tuple[TrainState, dict]:
-    if stateful:
+    if has_gradients:
+      loss, metrics, grads = loss_fn(state.params, key, *batch)
+      model_state = state.model_state
+    elif stateful:
       (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           state.params, state.model_state, key, *batch)
     else:
