@@ -13,10 +13,10 @@ TINY = ["--num-distributions", "2", "--batch-size", "4", "--set-size", "3", "--n
 
 
 def test_benchmark_prints_json_with_finite_numbers(capsys):
-  benchmark.main(["--models", "meta_vae,ns", *TINY])
+  benchmark.main(["--models", "ns", *TINY])  # the MetaVAE runs in the test below
   rows = json.loads(capsys.readouterr().out)["rows"]
-  assert [r["model"] for r in rows] == ["meta_vae", "ns"]
-  assert rows[1]["set_size"] == 4  # the NS's set is its batch
+  assert [r["model"] for r in rows] == ["ns"]
+  assert rows[0]["set_size"] == 4  # the NS's set is its batch
   for result in rows:
     for key in ("sec_per_step", "model_gflop_per_step", "achieved_gflops", "matmul_gflops"):
       assert math.isfinite(result[key]) and result[key] > 0, key
