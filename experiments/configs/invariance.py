@@ -30,7 +30,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.context_kl_weight = ml_collections.FieldReference(None, field_type=float)
   # Linear probe.
   c.probe_tolerance = 1e-5
-  c.probe_max_iterations = 1000
+  c.probe_max_iterations = 5000  # the VHE codes need up to ~1100 L-BFGS iterations to reach the tolerance
   c.checkpoint_every_seconds = 300.0
   if mode == "quick":
     c.latent_dim = 4
