@@ -249,8 +249,16 @@ def vampprior_log_prob(value: jax.Array, pseudo_posteriors: DiagonalGaussian) ->
   chex.assert_rank(pseudo_posteriors.mean, 2, custom_message="`pseudo_posteriors` must have shape (P, C)")
   chex.assert_axis_dimension(value, -1, pseudo_posteriors.mean.shape[-1],
                              custom_message="`value` must end with the pseudo-posteriors' event size")
-  per_component = pseudo_posteriors.log_prob(value[..., None, :])
-  return jax.nn.logsumexp(per_component, axis=-1) - math.log(pseudo_posteriors.mean.shape[0])
+  # sum_d (c_d - m_pd)^2 / v_pd expanded into two (..., C) x (C, P) matrix products, rather than a
+  # (..., P, C) array of differences: the same FLOPs, at matrix-product speed and memory.
+  precision = jnp.exp(-pseudo_posteriors.log_variance)  # (P, C)
+  mean, highest = pseudo_posteriors.mean, jax.lax.Precision.HIGHEST
+  quadratic = (jnp.matmul(jnp.square(value), precision.T, precision=highest)
+               - 2.0 * jnp.matmul(value, (mean * precision).T, precision=highest)
+               + jnp.sum(jnp.square(mean) * precision, axis=-1))
+  per_component = -0.5 * (mean.shape[-1] * math.log(2.0 * math.pi)
+                          + jnp.sum(pseudo_posteriors.log_variance, axis=-1) + quadratic)
+  return jax.nn.logsumexp(per_component, axis=-1) - math.log(mean.shape[0])
 
 
 def _context_terms(key, sets, context_posterior_fn, context_prior):
