@@ -154,7 +154,7 @@ def fit(
   manager = _checkpoint_manager(directory)
   restored = restore_latest(directory, state, manager)
   if restored is not None:
-    state = replicate(mesh, restored)
+    state = restored  # laid out like the template: replicated on the mesh
   start = int(state.step)
   log.truncate_after(start)
   if start >= config.num_steps:

@@ -37,17 +37,20 @@ def data_mesh(devices: Any = None) -> Mesh:
 def initialize_distributed(**kwargs: Any) -> None:
   """`jax.distributed.initialize(**kwargs)` (on Cloud TPU and SLURM the arguments are found automatically);
    on CPU the processes exchange collectives through gloo."""
-  if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only CPU devices' collectives use it
   jax.distributed.initialize(**kwargs)
+
+
+def _put(x: Any, sharding: NamedSharding) -> jax.Array:
+  """x laid out by `sharding`; with several processes each one supplies only its own devices' shards."""
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  return jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x[index]))
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
   """Every leaf of `tree` replicated on every device of `mesh`."""
-  sharding = NamedSharding(mesh, P())
-  if jax.process_count() == 1:
-    return jax.device_put(tree, sharding)
-  return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]), tree)
+  return jax.tree.map(lambda x: _put(x, NamedSharding(mesh, P())), tree)
 
 
 def batch_spec(shape: tuple[int, ...], num_devices: int) -> P:
@@ -71,11 +74,7 @@ def shard_distributions(mesh: Mesh, data: Any) -> Any:
   num = mesh.shape[AXIS]
 
   def put(x):
-    spec = P(AXIS) if np.ndim(x) and np.shape(x)[0] % num == 0 else P()
-    sharding = NamedSharding(mesh, spec)
-    if jax.process_count() == 1:
-      return jax.device_put(x, sharding)
-    return jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x[index]))
+    return _put(x, NamedSharding(mesh, P(AXIS) if np.ndim(x) and np.shape(x)[0] % num == 0 else P()))
 
   return jax.tree.map(put, data)
 
