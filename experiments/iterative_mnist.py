@@ -117,14 +117,15 @@ def loss_and_gradients(params, key, images, *, config, name: str):
                                                                                 "decoder": decoder_grads}
 
 
-def final_posterior(config, name, params, key, x) -> tuple[DiagonalGaussian, jax.Array]:
+def final_posterior(config, name, params, key, x, num_steps: int) -> tuple[DiagonalGaussian, jax.Array]:
   """The posterior used for the NLL (after T refinements, or the standard encoder's) and the ELBO curve
-  over eval_steps refinements ((1,) for the standard model)."""
+  over `num_steps` >= T refinements ((1,) for the standard model). The first T steps, hence the posterior,
+  do not depend on `num_steps`."""
   if name == "standard":
     decoder, encoder, _ = networks(config)
     q = encoder.apply(params["encoder"], x)
     return q, objectives.elbo(key, q, _log_likelihood(decoder, params["decoder"], x))[None]
-  result = refine(config, name, params, key, x, config.eval_steps)
+  result = refine(config, name, params, key, x, num_steps)
   return jax.tree.map(lambda a: a[config.num_refinements], result.posteriors), result.elbos
 
 
@@ -166,15 +167,16 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
                         loss_fn=functools.partial(loss_and_gradients, config=config, name=name),
                         batch=(train_images,), optimizer=optimizer, has_gradients=True)
     params_of[name] = state.params
-    evaluate = jax.jit(functools.partial(final_posterior, config, name))
+    evaluate = jax.jit(functools.partial(final_posterior, config, name), static_argnums=3)
     decoder = networks(config)[0]
     iwae = jax.jit(lambda p, k, q, x: objectives.iwae_bound(k, q, _log_likelihood(decoder, p["decoder"], x),
                                                              num_samples=config.nll_samples))
     curves, bounds = [], []
     for i, x in enumerate(chunks(max(config.eval_examples, config.nll_examples))):
       key = jax.random.fold_in(eval_key, i)
-      q, elbos = evaluate(state.params, key, x)
-      if i * config.nll_chunk < config.eval_examples:
+      on_curve = i * config.nll_chunk < config.eval_examples  # past the curve's images, T steps suffice
+      q, elbos = evaluate(state.params, key, x, config.eval_steps if on_curve else config.num_refinements)
+      if on_curve:
         curves.append(jnp.mean(elbos, axis=-1))
       if i * config.nll_chunk < config.nll_examples:
         bounds.append(iwae(state.params, jax.random.fold_in(key, 1), q, x))
