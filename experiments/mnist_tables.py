@@ -164,7 +164,5 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   return {f"{t}/{s}/{m}": r["mean_test_accuracy"] for (t, s, m), r in found.items()}
 
 
-
-
 if __name__ == "__main__":
   cli.main("mnist_tables", run)

@@ -20,3 +20,11 @@ def training_config(mode: str | None, *, num_steps: int, learning_rate: float = 
   # Multi-host: run the same command on every host; True calls jax.distributed.initialize() first.
   c.distributed = False
   return c
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """Where tensorflow-datasets prepares a dataset, and the directory of its original files (None downloads)."""
+  data = ml_collections.ConfigDict()
+  data.manual_dir = ml_collections.FieldReference(None, field_type=str)
+  data.data_dir = "workdirs/tensorflow_datasets"
+  return data

@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments.configs.common import training_config
+from experiments.configs.common import data_config, training_config
 
 
 def invariance_config(mode: str | None, *, dataset: str, transform: str, num_steps: int,
@@ -15,9 +15,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior
   # bfloat16: bfloat16 matrix products with float32 parameters and losses (for GPU/TPU; slow on CPU).
   c.compute_dtype = "float32"
-  c.data = ml_collections.ConfigDict()
-  c.data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # the original files; None downloads
-  c.data.data_dir = "workdirs/tensorflow_datasets"
+  c.data = data_config()
   # Models (REFERENCE.md sections 1, 2 and 4).
   c.batch_size = batch_size
   c.set_size = 10

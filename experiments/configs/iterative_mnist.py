@@ -2,16 +2,14 @@
 
 import ml_collections
 
-from experiments.configs.common import training_config
+from experiments.configs.common import data_config, training_config
 
 
 def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   # Adam 2e-4, decayed by 0.999 per epoch; batch 64. The budget is the same for every model.
   c = training_config(mode, num_steps=20000, learning_rate=2e-4)
   c.models = ("standard", "iterative_gradient", "iterative_gradient_standardized", "iterative_error")
-  c.data = ml_collections.ConfigDict()
-  c.data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # the original files; None downloads
-  c.data.data_dir = "workdirs/tensorflow_datasets"
+  c.data = data_config()
   c.batch_size = 64
   c.latent_dim = 64
   c.hidden = 512
