@@ -8,6 +8,12 @@ The model trains with the shared jitted step (query batch and sets drawn on the 
 vmapped); the final checkpoint is evaluated (no checkpoint selection). For each unseen value, the codes
 of its training images (each query with a set of `set_size` images of the same distribution's training
 split) fit the probe, and the codes of its test images (sets from its test split) score it.
+
+`meta_vae_iterative` (MNIST only) is the MetaVAE with an iterative meta-inference network
+(`metavae.IterativeMetaVAE`, not in either paper). Its refinement needs a decoder, and an unseen distribution has
+none of its own: it uses the decoder of the training distribution whose mean summary h(D) (over `summary_sets` sets
+of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each unseen distribution's first
+`unseen_elbo_examples` test images is reported under that same decoder.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from experiments.data import mnist, smallnorb, splits, transforms
 from experiments.plotting import figure
 from meta_amortized import probe, statistician
 from meta_amortized.conv import ConvModel
-from meta_amortized.metavae import MetaVAE
+from meta_amortized.iterative import IterativeEncoder
+from meta_amortized.metavae import IterativeMetaVAE, MetaVAE
 from meta_amortized.networks import (
   ContextPosterior,
   ConvContextDecoder,
@@ -38,11 +45,13 @@ from meta_amortized.networks import (
   LatentPrior,
   MetaInferenceNetwork,
   StatisticianDecoder,
+  SummaryNetwork,
 )
-from meta_amortized.sampling import sample_without_replacement
+from meta_amortized.sampling import as_float, sample_without_replacement
 from meta_amortized.training import mixed_precision
 
-MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
+MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative")
+META_VAES = ("meta_vae", "meta_vae_iterative")
 DATASETS = ("mnist", "smallnorb")
 
 
@@ -56,7 +65,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
-                         "probe_max_iterations", "eval_batch_size")
+                         "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
+                         "summary_sets", "unseen_elbo_examples")
+  if config.model == "meta_vae_iterative":
+    if config.dataset != "mnist" or config.compute_dtype != "float32":
+      raise trainer.ConfigError(f"config.model='meta_vae_iterative' is not allowed with config.dataset="
+                                f"{config.dataset!r} and config.compute_dtype={config.compute_dtype!r}; it is "
+                                "built for MNIST in float32")
+    trainer.check_choice(config, "gradient_encoding", ("log_sign", "standardize"))
   if config.dataset == "mnist":
     trainer.check_positive(config, "decoder_wide")
     for field, limit in (("num_train_examples", 60000), ("num_test_examples", 10000)):
@@ -76,6 +92,12 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
   with conv decoders (`meta_amortized.conv`). `examples_per_distribution` is the |X| of the VHE's default
   context-KL weight 1/|X| (the full dataset's when None)."""
   conv = config.dataset == "smallnorb"
+  if config.model == "meta_vae_iterative":
+    hidden = (config.hidden, config.hidden)
+    return IterativeMetaVAE(SummaryNetwork(tuple(config.summary_features)),
+                            IterativeEncoder(hidden, config.latent_dim), Decoder(hidden, 784),
+                            num_refinements=config.num_refinements, num_samples=config.refinement_samples,
+                            gradient_encoding=config.gradient_encoding)
   if config.model == "meta_vae":
     decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder((config.hidden, config.hidden), 784)
     model = MetaVAE(MetaInferenceNetwork(tuple(config.summary_features), (config.hidden, config.hidden),
@@ -161,29 +183,52 @@ def norb_meta_split(config: ml_collections.ConfigDict) -> MetaSplit:
                    smallnorb.NUM_CATEGORIES)
 
 
+def _sets_for(key, images, num_queries: int, set_size: int) -> jax.Array:
+  """(num_queries, set_size, *event): a set of distinct images drawn from `images` for each query."""
+  return images[sample_without_replacement(key, images.shape[0], set_size, (num_queries,))]
+
+
 @functools.partial(jax.jit, static_argnames=("model", "set_size", "own_batch_as_set"))
-def _encode_chunk(params, model_state, key, images, queries, *, model, set_size, own_batch_as_set):
+def _encode_chunk(params, model_state, key, images, queries, decoder_index, *, model, set_size, own_batch_as_set):
   set_key, code_key = jax.random.split(key)
-  if own_batch_as_set:
-    sets = queries
-  else:
-    sets = images[sample_without_replacement(set_key, images.shape[0], set_size, (queries.shape[0],))]
+  sets = queries if own_batch_as_set else _sets_for(set_key, images, queries.shape[0], set_size)
   if isinstance(model, ConvModel):
     return model.encode(params, model_state, code_key, sets, queries)
+  if isinstance(model, IterativeMetaVAE):
+    return model.encode(params, code_key, sets, queries, decoder_index=decoder_index)
   return model.encode(params, code_key, sets, queries)
 
 
-def embed(model, params, key, images: jax.Array, *, config, model_state=None) -> jax.Array:
+def embed(model, params, key, images: jax.Array, *, config, model_state=None, decoder_index=None) -> jax.Array:
   """Codes (M, Z) of images (M, *event) in chunks of eval_batch_size (the last may be smaller), each query
   with a set of set_size images drawn from `images` (NS: its own chunk of batch_size images, the sets it
-  trained on). `model_state`: the batch statistics of a conv model."""
+  trained on). `model_state`: the batch statistics of a conv model; `decoder_index`: the decoder whose
+  gradients the iterative MetaVAE refines with."""
   size = config.batch_size if config.model == "ns" else config.eval_batch_size
   encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size,
                              own_batch_as_set=config.model == "ns")
   starts = range(0, images.shape[0], size)
   keys = jax.random.split(key, len(starts))
-  return jnp.concatenate([encode(params, model_state, k, images, images[i:i + size])
+  return jnp.concatenate([encode(params, model_state, k, images, images[i:i + size], decoder_index)
                           for i, k in zip(starts, keys, strict=True)])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "set_size", "num_sets"))
+def mean_summary(params, key, images: jax.Array, *, model, set_size: int, num_sets: int) -> jax.Array:
+  """A MetaVAE's h(D) (S,) of one distribution, averaged over `num_sets` sets drawn from its images (M, D)."""
+  return jnp.mean(model.summarize(params, _sets_for(key, as_float(images), num_sets, set_size)), axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "set_size", "num_queries"))
+def unseen_meta_elbo(params, key, images: jax.Array, decoder_index, *, model, set_size: int,
+                     num_queries: int) -> jax.Array:
+  """The MetaELBO (num_queries,) of the first `num_queries` of images (M, D) under decoder `decoder_index`,
+  each with a set drawn from all of `images`."""
+  set_key, elbo_key = jax.random.split(key)
+  images = as_float(images)
+  sets = _sets_for(set_key, images, num_queries, set_size)
+  return model.meta_elbo(params, elbo_key, images[None, :num_queries], sets[None],
+                         jnp.reshape(decoder_index, (1,)))[0]
 
 
 BASE_VALUES = {"rotate": 0.0, "scale": 1.0, "shear": 0.0}
@@ -209,24 +254,41 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   meta = mnist_meta_split(config) if config.dataset == "mnist" else norb_meta_split(config)
   model = build_model(config, meta.train.shape[1])
   stateful = isinstance(model, ConvModel)
-  init = (lambda key: model.init(key, len(meta.train_values))) if config.model == "meta_vae" or stateful else model.init
-  loss_fn = functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size)
+  per_distribution = config.model in META_VAES or stateful
+  init = (lambda key: model.init(key, len(meta.train_values))) if per_distribution else model.init
+  has_gradients = config.model == "meta_vae_iterative"
+  loss_fn = functools.partial(model.loss_and_gradients if has_gradients else model.loss,
+                              batch_size=config.batch_size, set_size=config.set_size)
   if config.compute_dtype == "bfloat16":
     loss_fn = mixed_precision(loss_fn, jnp.bfloat16, stateful=stateful)
   state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(meta.train,),
-                      stateful=stateful)
+                      stateful=stateful, has_gradients=has_gradients)
   train_values, unseen_values = meta.train_values, meta.unseen_values
+  summarize = functools.partial(mean_summary, model=model, set_size=config.set_size, num_sets=config.summary_sets)
+  summary_key = jax.random.fold_in(jax.random.key(config.seed), 2)
+  choose_decoder = config.model in META_VAES and not stateful  # MLP MetaVAEs: a decoder for each unseen one
+  if choose_decoder:
+    train_summaries = jnp.stack([summarize(state.params, jax.random.fold_in(summary_key, k), images)
+                                 for k, images in enumerate(meta.train)])
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
 
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   fit_probe = jax.jit(functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
                                         tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations))
-  accuracies, iterations, gradient_norms = [], [], []
+  accuracies, iterations, gradient_norms, decoder_values, unseen_elbos = [], [], [], [], []
   for i in range(len(unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
+    decoder_index = None
+    if choose_decoder:
+      summary = summarize(state.params, jax.random.fold_in(summary_key, len(train_values) + i), train_images)
+      decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
+      decoder_values.append(train_values[decoder_index])
+      unseen_elbos.append(float(jnp.mean(unseen_meta_elbo(
+          state.params, jax.random.fold_in(value_key, 2), test_images, decoder_index, model=model,
+          set_size=config.set_size, num_queries=min(config.unseen_elbo_examples, test_images.shape[0])))))
     codes = [embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
-                   model_state=state.model_state)
+                   model_state=state.model_state, decoder_index=decoder_index)
              for j, images in enumerate((train_images, test_images))]
     fit = fit_probe(codes[0], train_labels)
     accuracies.append(float(probe.probe_accuracy(fit, codes[1], test_labels)))
@@ -238,6 +300,10 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
              "mean_test_accuracy": float(np.mean(accuracies)), "training_values": list(train_values),
              "train_steps": int(state.step), "probe_iterations": iterations,
              "probe_gradient_norms": gradient_norms}
+  if choose_decoder:
+    results.update({"unseen_decoder_values": decoder_values, "unseen_elbo": unseen_elbos,
+                    "mean_unseen_elbo": float(np.mean(unseen_elbos)),
+                    "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
   trainer.write_results(workdir, results)
   # Runs resume: rerunning a workdir with a larger num_steps extends it, and these files keep the curve.
   trainer.write_results(workdir, results, f"results_at_step_{results['train_steps']}.json")

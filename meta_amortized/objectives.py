@@ -155,7 +155,20 @@ def iwae_bound(
   return jax.nn.logsumexp(per_chunk, axis=0) - math.log(num_samples)
 
 
-def _select_decoders(decoder_params: Any, decoder_index: jax.Array | None, num_distributions: int) -> Any:
+def check_meta_batch(queries: jax.Array, sets: Any) -> None:
+  """Raises a ValueError unless `queries` is (K, B, *event) and every leaf of `sets` has the leading K axis."""
+  chex.assert_rank(queries, {2, 3, 4, 5}, custom_message="`queries` must be (K, B, *event)")
+  num_distributions = queries.shape[0]
+  for leaf in jax.tree_util.tree_leaves(sets):
+    if leaf.ndim == 0 or leaf.shape[0] != num_distributions:
+      raise ValueError(
+          f"`sets` must have a leading distribution axis of size {num_distributions} "
+          f"(from `queries` of shape {queries.shape}); got an array of shape {leaf.shape}")
+
+
+def select_decoders(decoder_params: Any, decoder_index: jax.Array | None, num_distributions: int) -> Any:
+  """The decoder parameters (stacked on a leading axis) of each of `num_distributions` distributions:
+  decoder `decoder_index[i]` for distribution i, or all of them in order when `decoder_index` is None."""
   leaves = jax.tree_util.tree_leaves(decoder_params)
   if not leaves:
     raise ValueError("`decoder_params` has no arrays")
@@ -217,14 +230,9 @@ def meta_elbo(
     >>> loss = -meta_elbo(key, x, d, meta_inference_fn=g, log_likelihood_fn=ll,
     ...                   decoder_params=stacked_params).mean()
   """
-  chex.assert_rank(queries, {2, 3, 4, 5}, custom_message="`queries` must be (K, B, *event)")
+  check_meta_batch(queries, sets)
   num_distributions, batch_size = queries.shape[:2]
-  for leaf in jax.tree_util.tree_leaves(sets):
-    if leaf.ndim == 0 or leaf.shape[0] != num_distributions:
-      raise ValueError(
-          f"`sets` must have a leading distribution axis of size {num_distributions} "
-          f"(from `queries` of shape {queries.shape}); got an array of shape {leaf.shape}")
-  params = _select_decoders(decoder_params, decoder_index, num_distributions)
+  params = select_decoders(decoder_params, decoder_index, num_distributions)
 
   def one_distribution(dist_key, theta, x, d):
     posterior = meta_inference_fn(d, x)

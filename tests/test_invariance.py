@@ -21,10 +21,14 @@ def _check_rotation_results(workdir, model, num_steps):
   assert results["train_steps"] == num_steps
   assert (workdir / "accuracy.png").stat().st_size > 0
   assert json.loads((workdir / f"results_at_step_{num_steps}.json").read_text()) == results
+  if model in invariance.META_VAES:  # the decoder chosen for each unseen distribution, and its MetaELBO there
+    assert set(results["unseen_decoder_values"]) <= set(results["training_values"])
+    assert len(results["unseen_elbo"]) == 13 and all(-1000.0 < e < 0.0 for e in results["unseen_elbo"])
+    assert math.isclose(results["mean_unseen_elbo"], sum(results["unseen_elbo"]) / 13)
 
 
 # The MetaVAE and the VHE run end to end in the mnist_tables test below (and the MetaVAE in the notebook's).
-@pytest.mark.parametrize("model", ["ns", "vhe_vampprior"])
+@pytest.mark.parametrize("model", ["ns", "vhe_vampprior", "meta_vae_iterative"])
 def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
   config = mnist_rotate.get_config("quick")
   config.model = model
@@ -41,7 +45,12 @@ def test_invariance_config_errors_name_the_field(tmp_path):
     invariance.run(config, tmp_path)
   config = mnist_scale.get_config("quick")
   config.model = "vae"
-  with pytest.raises(trainer.ConfigError, match=r"config.model='vae' .* \['meta_vae', 'ns', 'vhe', 'vhe_vampprior'\]"):
+  with pytest.raises(trainer.ConfigError, match=r"config.model='vae' .* \['meta_vae', 'ns', 'vhe', 'vhe_vampprior', 'meta_vae_iterative'\]"):
+    invariance.run(config, tmp_path)
+  config = mnist_scale.get_config("quick")
+  config.gradient_encoding = "sign"
+  config.model = "meta_vae_iterative"
+  with pytest.raises(trainer.ConfigError, match=r"config.gradient_encoding='sign' is not allowed"):
     invariance.run(config, tmp_path)
   config = mnist_scale.get_config("quick")
   config.data.num_train_examples = 70000
@@ -113,6 +122,11 @@ def test_norb_config_errors_name_the_field(tmp_path):
   config = norb_lighting.get_config("quick")
   config.transform = "pose"
   with pytest.raises(trainer.ConfigError, match=r"config.transform='pose' .* \['azimuth', 'elevation', 'lighting'\]"):
+    invariance.run(config, tmp_path)
+  config = norb_lighting.get_config("quick")
+  config.model = "meta_vae_iterative"
+  with pytest.raises(trainer.ConfigError, match=r"config.model='meta_vae_iterative' is not allowed with "
+                                                r"config.dataset='smallnorb'"):
     invariance.run(config, tmp_path)
   config = norb_lighting.get_config("quick")
   config.conv_features = (4, 4)

@@ -12,7 +12,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.dataset = dataset
   c.transform = transform
   c.split = "sparse"  # interleaved | sparse | contiguous
-  c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior
+  c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior | meta_vae_iterative (MNIST)
   # bfloat16: bfloat16 matrix products with float32 parameters and losses (for GPU/TPU; slow on CPU).
   c.compute_dtype = "float32"
   c.data = data_config()
@@ -24,6 +24,15 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.context_dim = 300
   c.num_pseudo_sets = 500
   c.pseudo_set_size = 10
+  # meta_vae_iterative: T refinements from the prior, samples per ELBO, how its gradients are encoded.
+  c.num_refinements = 5
+  c.refinement_samples = 1
+  c.gradient_encoding = "log_sign"  # log_sign | standardize
+  # MetaVAEs on unseen distributions: the decoder of the training distribution with the nearest mean summary
+  # (over summary_sets sets) scores the MetaELBO of unseen_elbo_examples test images (and refines the codes of
+  # meta_vae_iterative).
+  c.summary_sets = 100
+  c.unseen_elbo_examples = 1000
   # VHE context-KL weight; None is the VHE paper's 1 / |X| with X the distribution's training images.
   c.context_kl_weight = ml_collections.FieldReference(None, field_type=float)
   # Linear probe.
@@ -38,4 +47,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
     c.num_steps = 20
     c.log_every = 10
     c.probe_max_iterations = 200
+    c.num_refinements = 2
+    c.summary_sets = 5
+    c.unseen_elbo_examples = 20
   return c
