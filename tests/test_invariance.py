@@ -45,7 +45,8 @@ def test_invariance_config_errors_name_the_field(tmp_path):
     invariance.run(config, tmp_path)
   config = mnist_scale.get_config("quick")
   config.model = "vae"
-  with pytest.raises(trainer.ConfigError, match=r"config.model='vae' .* \['meta_vae', 'ns', 'vhe', 'vhe_vampprior', 'meta_vae_iterative'\]"):
+  with pytest.raises(trainer.ConfigError,
+                     match=r"config.model='vae' .* \['meta_vae', 'ns', 'vhe', 'vhe_vampprior', 'meta_vae_iterative'\]"):
     invariance.run(config, tmp_path)
   config = mnist_scale.get_config("quick")
   config.gradient_encoding = "sign"
