@@ -13,7 +13,8 @@ split) fit the probe, and the codes of its test images (sets from its test split
 (`metavae.IterativeMetaVAE`, not in either paper). Its refinement needs a decoder, and an unseen distribution has
 none of its own: it uses the decoder of the training distribution whose mean summary h(D) (over `summary_sets` sets
 of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each unseen distribution's first
-`unseen_elbo_examples` test images is reported under that same decoder.
+`unseen_elbo_examples` test images is reported under that same decoder (for the iterative one also after each of
+`eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
 """
 
 from __future__ import annotations
@@ -66,13 +67,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
-                         "summary_sets", "unseen_elbo_examples")
+                         "summary_sets", "unseen_elbo_examples", "eval_refinements")
   if config.model == "meta_vae_iterative":
     if config.dataset != "mnist" or config.compute_dtype != "float32":
       raise trainer.ConfigError(f"config.model='meta_vae_iterative' is not allowed with config.dataset="
                                 f"{config.dataset!r} and config.compute_dtype={config.compute_dtype!r}; it is "
                                 "built for MNIST in float32")
     trainer.check_choice(config, "gradient_encoding", ("log_sign", "standardize"))
+    if config.eval_refinements < config.num_refinements:
+      raise trainer.ConfigError(f"config.eval_refinements={config.eval_refinements} is not allowed; expected at "
+                                f"least config.num_refinements={config.num_refinements}")
   if config.dataset == "mnist":
     trainer.check_positive(config, "decoder_wide")
     for field, limit in (("num_train_examples", 60000), ("num_test_examples", 10000)):
@@ -219,16 +223,20 @@ def mean_summary(params, key, images: jax.Array, *, model, set_size: int, num_se
   return jnp.mean(model.summarize(params, _sets_for(key, as_float(images), num_sets, set_size)), axis=0)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "set_size", "num_queries"))
-def unseen_meta_elbo(params, key, images: jax.Array, decoder_index, *, model, set_size: int,
-                     num_queries: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "set_size", "num_queries", "num_steps"))
+def unseen_meta_elbo(params, key, images: jax.Array, decoder_index, *, model, set_size: int, num_queries: int,
+                     num_steps: int | None = None) -> jax.Array:
   """The MetaELBO (num_queries,) of the first `num_queries` of images (M, D) under decoder `decoder_index`,
-  each with a set drawn from all of `images`."""
+  each with a set drawn from all of `images`; with `num_steps` (the iterative MetaVAE), the MetaELBOs
+  (num_steps + 1, num_queries) after each of that many refinements."""
   set_key, elbo_key = jax.random.split(key)
   images = as_float(images)
-  sets = _sets_for(set_key, images, num_queries, set_size)
-  return model.meta_elbo(params, elbo_key, images[None, :num_queries], sets[None],
-                         jnp.reshape(decoder_index, (1,)))[0]
+  queries, sets = images[None, :num_queries], _sets_for(set_key, images, num_queries, set_size)[None]
+  index = jnp.reshape(decoder_index, (1,))
+  if num_steps is None:
+    return model.meta_elbo(params, elbo_key, queries, sets, index)[0]
+  return model.refine(params["meta_inference"], params["decoders"], elbo_key, queries, sets, index,
+                      num_steps).elbos[:, 0]
 
 
 BASE_VALUES = {"rotate": 0.0, "scale": 1.0, "shear": 0.0}
@@ -275,7 +283,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   fit_probe = jax.jit(functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
                                         tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations))
-  accuracies, iterations, gradient_norms, decoder_values, unseen_elbos = [], [], [], [], []
+  accuracies, iterations, gradient_norms, decoder_values, unseen_elbos, elbo_curves = [], [], [], [], [], []
   for i in range(len(unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
@@ -284,9 +292,12 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
       summary = summarize(state.params, jax.random.fold_in(summary_key, len(train_values) + i), train_images)
       decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
       decoder_values.append(train_values[decoder_index])
-      unseen_elbos.append(float(jnp.mean(unseen_meta_elbo(
-          state.params, jax.random.fold_in(value_key, 2), test_images, decoder_index, model=model,
-          set_size=config.set_size, num_queries=min(config.unseen_elbo_examples, test_images.shape[0])))))
+      score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
+                                decoder_index, model=model, set_size=config.set_size,
+                                num_queries=min(config.unseen_elbo_examples, test_images.shape[0]))
+      unseen_elbos.append(float(jnp.mean(score())))
+      if config.model == "meta_vae_iterative":  # the same images refined past the T of training
+        elbo_curves.append(jnp.mean(score(num_steps=config.eval_refinements), axis=-1))
     codes = [embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
                    model_state=state.model_state, decoder_index=decoder_index)
              for j, images in enumerate((train_images, test_images))]
@@ -304,6 +315,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     results.update({"unseen_decoder_values": decoder_values, "unseen_elbo": unseen_elbos,
                     "mean_unseen_elbo": float(np.mean(unseen_elbos)),
                     "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
+  if elbo_curves:
+    results["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(elbo_curves), axis=0)]
   trainer.write_results(workdir, results)
   # Runs resume: rerunning a workdir with a larger num_steps extends it, and these files keep the curve.
   trainer.write_results(workdir, results, f"results_at_step_{results['train_steps']}.json")

@@ -25,6 +25,8 @@ def _check_rotation_results(workdir, model, num_steps):
     assert set(results["unseen_decoder_values"]) <= set(results["training_values"])
     assert len(results["unseen_elbo"]) == 13 and all(-1000.0 < e < 0.0 for e in results["unseen_elbo"])
     assert math.isclose(results["mean_unseen_elbo"], sum(results["unseen_elbo"]) / 13)
+  if model == "meta_vae_iterative":  # from the prior (step 0) to past the T of training
+    assert len(results["unseen_elbo_by_step"]) == 4 and results["unseen_elbo_by_step"][0] < results["mean_unseen_elbo"]
 
 
 # The MetaVAE and the VHE run end to end in the mnist_tables test below (and the MetaVAE in the notebook's).

@@ -26,6 +26,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.pseudo_set_size = 10
   # meta_vae_iterative: T refinements from the prior, samples per ELBO, how its gradients are encoded.
   c.num_refinements = 5
+  c.eval_refinements = 10  # refinement steps of the ELBO curve on unseen distributions (past T)
   c.refinement_samples = 1
   c.gradient_encoding = "log_sign"  # log_sign | standardize
   # MetaVAEs on unseen distributions: the decoder of the training distribution with the nearest mean summary
@@ -48,6 +49,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
     c.log_every = 10
     c.probe_max_iterations = 200
     c.num_refinements = 2
+    c.eval_refinements = 3
     c.summary_sets = 5
     c.unseen_elbo_examples = 20
   return c
