@@ -33,7 +33,7 @@ import optax
 
 from experiments import cli, trainer
 from experiments.data import mnist
-from experiments.plotting import figure
+from experiments.plotting import figure, learning_curves
 from meta_amortized import iterative, objectives
 from meta_amortized.distributions import Bernoulli, DiagonalGaussian
 from meta_amortized.networks import Decoder, Encoder
@@ -214,6 +214,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     ax.set_xlabel("inference step (grey: T of training)")
     ax.set_ylabel("test ELBO (nats)")
     ax.legend(fontsize=7)
+  learning_curves(workdir)
   return results
 
 

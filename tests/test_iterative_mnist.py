@@ -29,6 +29,7 @@ def test_iterative_mnist_end_to_end(tmp_path, mnist_data_dir):
   for curve in results["optimizer_baseline"].values():
     assert len(curve) == config.eval_steps + 1 and curve[0] == pytest.approx(start, rel=1e-6)
   assert (tmp_path / "elbo_by_step.png").stat().st_size > 0
+  assert (tmp_path / "learning_curves.png").stat().st_size > 0
 
 
 def test_iterative_training_gradients_follow_the_two_losses():
