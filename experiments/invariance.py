@@ -295,9 +295,11 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
       score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
                                 decoder_index, model=model, set_size=config.set_size,
                                 num_queries=min(config.unseen_elbo_examples, test_images.shape[0]))
-      unseen_elbos.append(float(jnp.mean(score())))
-      if config.model == "meta_vae_iterative":  # the same images refined past the T of training
+      if config.model == "meta_vae_iterative":  # refined past the T of training; step T is the MetaELBO
         elbo_curves.append(jnp.mean(score(num_steps=config.eval_refinements), axis=-1))
+        unseen_elbos.append(float(elbo_curves[-1][config.num_refinements]))
+      else:
+        unseen_elbos.append(float(jnp.mean(score())))
     codes = [embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
                    model_state=state.model_state, decoder_index=decoder_index)
              for j, images in enumerate((train_images, test_images))]

@@ -40,8 +40,7 @@ class MetaVAE(NamedTuple):
 
   def summarize(self, params: dict[str, Any], sets: jax.Array) -> jax.Array:
     """h(D) (..., S) of sets (..., N, D): the summary network inside g(D, x)."""
-    summary = SummaryNetwork(self.meta_inference.summary_features)
-    return summary.apply({"params": params["meta_inference"]["params"]["summary"]}, sets)
+    return self.meta_inference.apply(params["meta_inference"], sets, method="summarize")
 
   def meta_elbo(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array,
                 decoder_index: jax.Array | None = None,
@@ -119,7 +118,7 @@ class IterativeMetaVAE(NamedTuple):
     summary_params = self.summary.init(summary_key, x[None])
     q = DiagonalGaussian(jnp.zeros((1, self.latent_dim)), jnp.zeros((1, self.latent_dim)))
     signal = iterative.encode_gradients(jnp.zeros((1, 2 * self.latent_dim)), method=self.gradient_encoding)
-    context = self.summary.apply(summary_params, x[None])
+    context = jnp.zeros((1, self.summary.features[-1]))
     return {
         "meta_inference": {"summary": summary_params,
                            "encoder": self.encoder.init(encoder_key, x, q, signal, context)},

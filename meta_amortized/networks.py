@@ -92,11 +92,18 @@ class MetaInferenceNetwork(nn.Module):
   hidden: Sequence[int] = (400, 400)
   latent_dim: int = 40
 
-  @nn.compact
+  def setup(self):
+    self.summary = SummaryNetwork(self.summary_features)
+    self.aggregation = AggregationNetwork(self.hidden, self.latent_dim)
+
+  def summarize(self, sets: jax.Array) -> jax.Array:
+    """h(D) (..., S) of sets (..., N, D); `apply(params, sets, method="summarize")`."""
+    return self.summary(sets)
+
   def __call__(self, sets: jax.Array, queries: jax.Array) -> DiagonalGaussian:
-    summary = SummaryNetwork(self.summary_features, name="summary")(sets)
+    summary = self.summarize(sets)
     summary = jnp.broadcast_to(summary, queries.shape[:-1] + summary.shape[-1:])
-    return AggregationNetwork(self.hidden, self.latent_dim, name="aggregation")(queries, summary)
+    return self.aggregation(queries, summary)
 
 
 class Encoder(nn.Module):

@@ -178,10 +178,14 @@ def test_iterative_meta_inference_is_iterative_inference_per_distribution(linear
   index = jnp.array([1, 0, 1])
   key = jax.random.key(4)
   summary_fn = lambda d: jnp.mean(jnp.tanh(d), axis=-2)
-  result = jax.jit(lambda k: iterative.iterative_meta_inference(
+  refine = jax.jit(lambda k, num_steps: iterative.iterative_meta_inference(
       k, queries, sets, summary_fn=summary_fn, encoder_fn=functools.partial(encoder.apply, params),
       log_likelihood_fn=functools.partial(_shifted_log_likelihood, model), decoder_params=biases,
-      decoder_index=index, num_steps=3, latent_dim=3, num_samples=2))(key)
+      decoder_index=index, num_steps=num_steps, latent_dim=3, num_samples=2), static_argnums=1)
+  result = refine(key, 3)
+  # Refining further does not change the first steps (their keys do not depend on the step count): the
+  # evaluation reads the MetaELBO after T steps off a longer curve.
+  np.testing.assert_array_equal(refine(key, 5).elbos[:4], result.elbos)
   for i, dist_key in enumerate(jax.random.split(key, 3)):
     one = iterative.iterative_inference(
         dist_key, queries[i], encoder_fn=lambda x, q, s, i=i: encoder.apply(params, x, q, s, summary_fn(sets[i])),

@@ -34,6 +34,12 @@ def test_meta_inference_network_is_permutation_invariant_and_broadcasts_a_shared
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(one.mean, repeated.mean, rtol=1e-6)
   np.testing.assert_allclose(one.log_variance, repeated.log_variance, rtol=1e-6)
+  # `summarize` is the h(D) the posterior is computed from: r(CONCAT(x, h(D))) with the same parameters.
+  summary = net.apply(params, per_query, method="summarize")
+  assert summary.shape == (3, 6)
+  aggregation = networks.AggregationNetwork((7,), 2)
+  direct = aggregation.apply({"params": params["params"]["aggregation"]}, queries, summary)
+  np.testing.assert_allclose(direct.mean, net.apply(params, per_query, queries).mean, rtol=1e-6)
 
 
 def test_metavae_has_the_original_parameter_count():
