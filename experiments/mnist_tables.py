@@ -3,11 +3,14 @@
     python -m experiments.mnist_tables --workdir DIR [--config.run_missing=True] \
         [--config.run.data.manual_dir=../shared/data/mnist] [--config.run.num_steps=3000]
 
-Each cell (transformation, split, model) lives in DIR/<transform>/<split>/<model>; its results.json is collected,
-and with run_missing a cell without one is trained and evaluated first (`invariance.run`, resumable). Writes
+Each cell (transformation, split, model) lives in DIR/<transform>/<split>/<model>; its results.json is collected.
+With run_missing, a cell is first trained and evaluated (`invariance.run`, resumable) at each of `budgets` and at
+run.num_steps that lies past its last evaluation: a cell without results starts, one evaluated at fewer steps
+resumes from its checkpoint, and every evaluation stays in the cell's results_at_step_<N>.json. Writes
 DIR/table2.md (mean unseen accuracy, with the paper's numbers), DIR/table1.md (mean code distance between a test
 image and its transformed versions, for the MetaVAE amortized over each transformation), DIR/figure7_<split>.png,
-and bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png).
+bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png), and the accuracy of every cell against its
+training steps (DIR/accuracy_vs_steps.md and .png).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from absl import logging
 
 from experiments import cli, invariance, trainer
 from experiments.data import mnist, splits, transforms
@@ -37,6 +41,15 @@ def cell_config(config: ml_collections.ConfigDict, transform: str, split: str, m
   return run
 
 
+def evaluations(cell: pathlib.Path) -> dict[int, dict]:
+  """{training steps: results} of every evaluation a cell has kept (its results_at_step_<N>.json)."""
+  found = {}
+  for path in cell.glob("results_at_step_*.json"):
+    results = json.loads(path.read_text())
+    found[results["train_steps"]] = results
+  return dict(sorted(found.items()))
+
+
 def collect(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   """{(transform, split, model): results} for every cell that has (or, with run_missing, gets) results."""
   found = {}
@@ -44,11 +57,52 @@ def collect(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     for split in config.splits:
       for model in config.models:
         cell = workdir / transform / split / model
-        if not (cell / "results.json").exists() and config.run_missing:
-          invariance.run(cell_config(config, transform, split, model), cell)
+        if config.run_missing:
+          last = max(evaluations(cell), default=0)
+          for steps in sorted(set(config.budgets) | {config.run.num_steps}):
+            if steps <= last:
+              if steps not in evaluations(cell):
+                logging.warning("%s/%s/%s: budget %d is below the %d steps already trained; not evaluated (a "
+                                "budget needs a fresh workdir)", transform, split, model, steps, last)
+              continue
+            run = cell_config(config, transform, split, model)
+            run.num_steps = steps
+            invariance.run(run, cell)
         if (cell / "results.json").exists():
           found[(transform, split, model)] = json.loads((cell / "results.json").read_text())
   return found
+
+
+def accuracy_vs_steps(config, workdir: pathlib.Path) -> dict[tuple[str, str, str], dict[int, float]]:
+  """Writes accuracy_vs_steps.md and .png: every cell's mean unseen accuracy at each evaluated number of training
+  steps, one panel per transformation. Returns {(transform, split, model): {steps: accuracy}}."""
+  curves = {}
+  for transform in config.transforms:
+    for split in config.splits:
+      for model in config.models:
+        kept = evaluations(workdir / transform / split / model)
+        if kept:
+          curves[(transform, split, model)] = {n: r["mean_test_accuracy"] for n, r in kept.items()}
+  steps = sorted({n for curve in curves.values() for n in curve})
+  lines = ["Mean linear-probe accuracy on the unseen values after each number of training steps.", "",
+           "| transformation | split | model | " + " | ".join(str(n) for n in steps) + " |",
+           "|---" * (len(steps) + 3) + "|"]
+  for (transform, split, model), curve in curves.items():
+    cells = [f"{curve[n]:.3f}" if n in curve else "" for n in steps]
+    lines.append(f"| {transform} | {split} | {model} | " + " | ".join(cells) + " |")
+  (workdir / "accuracy_vs_steps.md").write_text("\n".join(lines) + "\n")
+  with figure(workdir / "accuracy_vs_steps.png", 1, len(config.transforms),
+              figsize=(4.5 * len(config.transforms), 3.2), squeeze=False) as (_, axes):
+    for ax, transform in zip(axes[0], config.transforms):
+      for (t, split, model), curve in curves.items():
+        if t == transform:
+          ax.plot(list(curve), list(curve.values()), "o-", ms=3, label=f"{model}, {split}")
+      ax.set_xscale("log")
+      ax.set_title(transform, fontsize=9)
+      ax.set_xlabel("training steps")
+      ax.set_ylabel("mean unseen accuracy")
+      ax.legend(fontsize=7)
+  return curves
 
 
 def _accuracy_cell(results: dict | None) -> str:
@@ -154,6 +208,9 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     if unknown:
       raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed: {unknown} not in {list(allowed)}")
   trainer.check_choice(config, "table1_split", splits.SPLIT_NAMES)
+  bad = [b for b in config.budgets if not (isinstance(b, int) and b > 0)]
+  if bad:
+    raise trainer.ConfigError(f"config.budgets={config.budgets!r} is not allowed: {bad} are not positive step counts")
   workdir.mkdir(parents=True, exist_ok=True)
   found = collect(config, workdir)
   (workdir / "table2.md").write_text(table2(config, found))
@@ -161,6 +218,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   (workdir / "table1.md").write_text(text)
   figure7(config, found, workdir)
   bar_charts(config, found, table1_rows, workdir)
+  accuracy_vs_steps(config, workdir)
   return {f"{t}/{s}/{m}": r["mean_test_accuracy"] for (t, s, m), r in found.items()}
 
 

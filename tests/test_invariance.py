@@ -94,12 +94,22 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
   row = next(line for line in (tmp_path / "table1.md").read_text().splitlines() if line.startswith("| rotate"))
   distances = [float(v) for v in row.split("|")[2:5]]
   assert all(math.isfinite(d) and d >= 0 for d in distances)
-  for figure in ("figure7_sparse.png", "table2_bars.png", "table1_bars.png"):
+  for figure in ("figure7_sparse.png", "table2_bars.png", "table1_bars.png", "accuracy_vs_steps.png"):
     assert (tmp_path / figure).stat().st_size > 0
+  # The curve: each cell was evaluated at the budget of 10 steps on its way to 20, and both points are kept.
+  curve = [line for line in (tmp_path / "accuracy_vs_steps.md").read_text().splitlines() if line.startswith("| rot")]
+  assert len(curve) == 2 and "| 10 | 20 |" in (tmp_path / "accuracy_vs_steps.md").read_text()
+  for line, model in zip(curve, ("meta_vae", "vhe")):
+    at_10 = json.loads((tmp_path / "rotate" / "sparse" / model / "results_at_step_10.json").read_text())
+    final = results[f"rotate/sparse/{model}"]
+    assert at_10["train_steps"] == 10 and f"| {at_10['mean_test_accuracy']:.3f} | {final:.3f} |" in line
   # A second call collects the existing cells instead of training them again.
   before = (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text()
   assert mnist_tables.run(config, tmp_path) == results
   assert (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text() == before
+  config.budgets = (10, 0)
+  with pytest.raises(trainer.ConfigError, match=r"config.budgets=\(10, 0\) is not allowed: \[0\]"):
+    mnist_tables.run(config, tmp_path)
 
 
 # The conv NS and VHE differ from these only in bounds that tests/test_conv.py trains.

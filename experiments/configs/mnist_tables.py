@@ -10,7 +10,8 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.transforms = ("rotate", "scale", "shear")
   c.splits = ("interleaved", "sparse", "contiguous")
   c.models = ("meta_vae", "ns", "vhe", "vhe_vampprior")
-  c.run_missing = False  # train and evaluate the runs that have no results.json yet
+  c.run_missing = False  # train and evaluate what is missing: cells without results, budgets past their last one
+  c.budgets = ()  # steps at which run_missing also evaluates each cell on its way to run.num_steps (the curve)
   c.table1_split = "sparse"  # the MetaVAEs whose codes Table 1 compares
   c.table1_images = 1000  # test images per distance
   c.run = mnist_config("rotate", mode)  # settings of each run; transform, split and model are set per cell
@@ -19,5 +20,6 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
     c.splits = ("sparse",)
     c.models = ("meta_vae", "vhe")
     c.run_missing = True
+    c.budgets = (10,)
     c.table1_images = 50
   return c
