@@ -15,6 +15,7 @@ training steps (DIR/accuracy_vs_steps.md and .png).
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 
@@ -41,6 +42,11 @@ def cell_config(config: ml_collections.ConfigDict, transform: str, split: str, m
   return run
 
 
+def cells(config: ml_collections.ConfigDict):
+  """The grid's (transform, split, model) cells, in the order they are run."""
+  return itertools.product(config.transforms, config.splits, config.models)
+
+
 def evaluations(cell: pathlib.Path) -> dict[int, dict]:
   """{training steps: results} of every evaluation a cell has kept (its results_at_step_<N>.json)."""
   found = {}
@@ -53,23 +59,22 @@ def evaluations(cell: pathlib.Path) -> dict[int, dict]:
 def collect(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   """{(transform, split, model): results} for every cell that has (or, with run_missing, gets) results."""
   found = {}
-  for transform in config.transforms:
-    for split in config.splits:
-      for model in config.models:
-        cell = workdir / transform / split / model
-        if config.run_missing:
-          last = max(evaluations(cell), default=0)
-          for steps in sorted(set(config.budgets) | {config.run.num_steps}):
-            if steps <= last:
-              if steps not in evaluations(cell):
-                logging.warning("%s/%s/%s: budget %d is below the %d steps already trained; not evaluated (a "
-                                "budget needs a fresh workdir)", transform, split, model, steps, last)
-              continue
-            run = cell_config(config, transform, split, model)
-            run.num_steps = steps
-            invariance.run(run, cell)
-        if (cell / "results.json").exists():
-          found[(transform, split, model)] = json.loads((cell / "results.json").read_text())
+  for transform, split, model in cells(config):
+    cell = workdir / transform / split / model
+    if config.run_missing:
+      done = evaluations(cell)
+      last = max(done, default=0)
+      for steps in sorted(set(config.budgets) | {config.run.num_steps}):
+        if steps <= last:
+          if steps not in done:
+            logging.warning("%s/%s/%s: budget %d is below the %d steps already trained; not evaluated (a budget "
+                            "needs a fresh workdir)", transform, split, model, steps, last)
+          continue
+        run = cell_config(config, transform, split, model)
+        run.num_steps = steps
+        invariance.run(run, cell)
+    if (cell / "results.json").exists():
+      found[(transform, split, model)] = json.loads((cell / "results.json").read_text())
   return found
 
 
@@ -77,19 +82,17 @@ def accuracy_vs_steps(config, workdir: pathlib.Path) -> dict[tuple[str, str, str
   """Writes accuracy_vs_steps.md and .png: every cell's mean unseen accuracy at each evaluated number of training
   steps, one panel per transformation. Returns {(transform, split, model): {steps: accuracy}}."""
   curves = {}
-  for transform in config.transforms:
-    for split in config.splits:
-      for model in config.models:
-        kept = evaluations(workdir / transform / split / model)
-        if kept:
-          curves[(transform, split, model)] = {n: r["mean_test_accuracy"] for n, r in kept.items()}
+  for transform, split, model in cells(config):
+    kept = evaluations(workdir / transform / split / model)
+    if kept:
+      curves[(transform, split, model)] = {n: r["mean_test_accuracy"] for n, r in kept.items()}
   steps = sorted({n for curve in curves.values() for n in curve})
   lines = ["Mean linear-probe accuracy on the unseen values after each number of training steps.", "",
            "| transformation | split | model | " + " | ".join(str(n) for n in steps) + " |",
            "|---" * (len(steps) + 3) + "|"]
   for (transform, split, model), curve in curves.items():
-    cells = [f"{curve[n]:.3f}" if n in curve else "" for n in steps]
-    lines.append(f"| {transform} | {split} | {model} | " + " | ".join(cells) + " |")
+    points = [f"{curve[n]:.3f}" if n in curve else "" for n in steps]
+    lines.append(f"| {transform} | {split} | {model} | " + " | ".join(points) + " |")
   (workdir / "accuracy_vs_steps.md").write_text("\n".join(lines) + "\n")
   with figure(workdir / "accuracy_vs_steps.png", 1, len(config.transforms),
               figsize=(4.5 * len(config.transforms), 3.2), squeeze=False) as (_, axes):
