@@ -79,11 +79,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                                 f"least config.num_refinements={config.num_refinements}")
   if config.dataset == "mnist":
     trainer.check_positive(config, "decoder_wide")
-    for field, limit in (("num_train_examples", 60000), ("num_test_examples", 10000)):
-      value = config.data[field]
-      if not isinstance(value, int) or not 0 < value <= limit:
-        raise trainer.ConfigError(
-            f"config.data.{field}={value!r} is not allowed; expected an integer in [1, {limit}]")
+    trainer.check_count(config, "data.num_train_examples", mnist.SIZES["train"])
+    trainer.check_count(config, "data.num_test_examples", mnist.SIZES["test"])
   else:
     trainer.check_positive(config, "conv_features")
     if len(config.conv_features) != 9:
@@ -151,9 +148,11 @@ class MetaSplit(NamedTuple):
 
 
 def mnist_meta_split(config: ml_collections.ConfigDict) -> MetaSplit:
-  arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir)
-  train_images, train_labels = (jnp.asarray(a[:config.data.num_train_examples]) for a in arrays["train"])
-  test_images, test_labels = (jnp.asarray(a[:config.data.num_test_examples]) for a in arrays["test"])
+  arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir,
+                            num_examples={"train": config.data.num_train_examples,
+                                          "test": config.data.num_test_examples})
+  train_images, train_labels = (jnp.asarray(a) for a in arrays["train"])
+  test_images, test_labels = (jnp.asarray(a) for a in arrays["test"])
   train_values, unseen_values = splits.mnist_split(config.transform, config.split)
 
   def unseen(i):

@@ -54,6 +54,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.eval_steps < config.num_refinements:
     raise trainer.ConfigError(f"config.eval_steps={config.eval_steps} is not allowed; expected at least "
                               f"config.num_refinements={config.num_refinements}")
+  trainer.check_count(config, "data.num_train_examples", mnist.SIZES["train"])
   for field in ("eval_examples", "nll_examples"):
     if config[field] > 10000 or config[field] % config.nll_chunk:
       raise trainer.ConfigError(f"config.{field}={config[field]} is not allowed; expected at most 10000 and a "
@@ -151,7 +152,9 @@ def optimizer_curve(config, decoder_params, key, x, optimizer: optax.GradientTra
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir)
+  arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir,
+                            num_examples={"train": config.data.num_train_examples,
+                                          "test": max(config.eval_examples, config.nll_examples)})
   train_images = jnp.asarray(arrays["train"][0].reshape(-1, 784))
   test_x = jax.random.bernoulli(jax.random.key(config.test_binarization_seed),
                                 jnp.asarray(arrays["test"][0].reshape(-1, 784))).astype(jnp.float32)

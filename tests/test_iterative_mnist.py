@@ -1,5 +1,6 @@
 """The iterative-inference MNIST experiment end to end on its quick config."""
 
+import functools
 import json
 
 import jax
@@ -38,15 +39,15 @@ def test_iterative_training_gradients_follow_the_two_losses():
   params = iterative_mnist.init(config, "iterative_gradient", jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (30, 784))
   key = jax.random.key(2)
-  loss, metrics, grads = iterative_mnist.loss_and_gradients(params, key, images, config=config,
-                                                             name="iterative_gradient")
+  loss_and_gradients = functools.partial(iterative_mnist.loss_and_gradients, config=config, name="iterative_gradient")
+  loss, metrics, grads = jax.jit(loss_and_gradients)(params, key, images)
   batch_key, binarize_key, bound_key = jax.random.split(key, 3)
   index = jax.random.randint(batch_key, (config.batch_size,), 0, 30)
   x = jax.random.bernoulli(binarize_key, images[index]).astype(jnp.float32)
   elbos = lambda p: iterative_mnist.refine(config, "iterative_gradient", p, bound_key, x, config.num_refinements).elbos
-  encoder_grads = jax.grad(lambda p: -jnp.mean(elbos(p)[1:]))(params)["encoder"]
-  decoder_grads = jax.grad(lambda p: -jnp.mean(elbos(p)[-1]))(params)["decoder"]
-  np.testing.assert_allclose(float(loss), -float(jnp.mean(elbos(params)[-1])), rtol=1e-5)
+  encoder_grads = jax.jit(jax.grad(lambda p: -jnp.mean(elbos(p)[1:])))(params)["encoder"]
+  decoder_grads = jax.jit(jax.grad(lambda p: -jnp.mean(elbos(p)[-1])))(params)["decoder"]
+  np.testing.assert_allclose(float(loss), -float(jnp.mean(jax.jit(elbos)(params)[-1])), rtol=1e-5)
   for got, want in ((grads["encoder"], encoder_grads), (grads["decoder"], decoder_grads)):
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -57,6 +58,10 @@ def test_iterative_mnist_config_errors_name_the_field(tmp_path):
   config = iterative_config.get_config("quick")
   config.models = ("standard", "ladder")
   with pytest.raises(trainer.ConfigError, match=r"config.models=.* \['ladder'\] not in"):
+    iterative_mnist.run(config, tmp_path)
+  config = iterative_config.get_config("quick")
+  config.data.num_train_examples = 0
+  with pytest.raises(trainer.ConfigError, match=r"config.data.num_train_examples=0 .* \[1, 60000\]"):
     iterative_mnist.run(config, tmp_path)
   config = iterative_config.get_config("quick")
   config.eval_steps = 1

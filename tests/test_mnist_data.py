@@ -23,6 +23,18 @@ def test_mnist_is_prepared_offline_from_the_original_files(mnist_arrays):
   assert np.bincount(test_labels).sum() == 10000
 
 
+def test_reading_the_first_examples_gives_the_whole_splits_first_rows(mnist_arrays, mnist_data_dir):
+  part = mnist.load_mnist(mnist_data_dir, manual_dir=MANUAL_DIR, num_examples={"test": 70, "train": 100})
+  assert list(part) == ["test", "train"]
+  for split, n in (("test", 70), ("train", 100)):
+    for got, whole in zip(part[split], mnist_arrays[split], strict=True):
+      np.testing.assert_array_equal(got, whole[:n])
+  with pytest.raises(ValueError, match=r"10001 test examples is not allowed; expected an integer in \[1, 10000\]"):
+    mnist.load_mnist(mnist_data_dir, num_examples={"test": 10001})
+  with pytest.raises(ValueError, match=r"unknown MNIST split 'validation'; expected one of \['train', 'test'\]"):
+    mnist.load_mnist(mnist_data_dir, num_examples={"validation": 10})
+
+
 def test_missing_or_corrupt_files_are_clear_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="manual_dir '.*nowhere' is not a directory"):
     mnist.load_mnist(tmp_path / "tfds", manual_dir=tmp_path / "nowhere")

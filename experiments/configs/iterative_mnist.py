@@ -10,6 +10,7 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c = training_config(mode, num_steps=20000, learning_rate=2e-4)
   c.models = ("standard", "iterative_gradient", "iterative_gradient_standardized", "iterative_error")
   c.data = data_config()
+  c.data.num_train_examples = 60000  # the first training images (fewer only for quick runs)
   c.batch_size = 64
   c.latent_dim = 64
   c.hidden = 512
@@ -24,6 +25,7 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.baseline_lrs = (0.01, 0.1, 1.0)  # the learning rates tried for SGD and Adam on the posterior; the best is kept
   c.checkpoint_every_seconds = 300.0
   if mode == "quick":
+    c.data.num_train_examples = 500
     c.batch_size = 8
     c.latent_dim = 4
     c.hidden = 16

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -20,7 +21,7 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
-SPLITS = ("train", "test")
+SIZES = {"train": 60000, "test": 10000}
 
 
 def verify_mnist_files(manual_dir: str | pathlib.Path) -> None:
@@ -38,16 +39,26 @@ def verify_mnist_files(manual_dir: str | pathlib.Path) -> None:
 
 
 def load_mnist(data_dir: str | pathlib.Path, *, manual_dir: str | pathlib.Path | None = None,
-               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{"train": (images, labels), "test": (images, labels)}: float32 (N, 28, 28) in [0, 1], int32 (N,).
+               num_examples: Mapping[str, int | None] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{split: (images, labels)}: float32 (N, 28, 28) in [0, 1], int32 (N,).
 
   Args:
     data_dir: where tensorflow-datasets keeps the prepared dataset (prepared once, reused after).
     manual_dir: a directory with the four original files, verified before use; without it
       tensorflow-datasets downloads them (checksums verified by it).
+    num_examples: {split: n} reads only these splits, each its first n examples (the whole split for None);
+      by default both splits whole. An unknown split or an n outside [1, the split's size] is a ValueError.
   """
+  num_examples = dict.fromkeys(SIZES) if num_examples is None else num_examples
+  splits = {}
+  for split, num in num_examples.items():
+    if split not in SIZES:
+      raise ValueError(f"unknown MNIST split {split!r}; expected one of {list(SIZES)}")
+    if num is not None and not (isinstance(num, int) and 0 < num <= SIZES[split]):
+      raise ValueError(f"{num!r} {split} examples is not allowed; expected an integer in [1, {SIZES[split]}]")
+    splits[split] = split if num is None else f"{split}[:{num}]"
   if manual_dir is not None:
     verify_mnist_files(manual_dir)
-  prepared = prepare_and_read("mnist", data_dir, manual_dir, SPLITS)
+  prepared = prepare_and_read("mnist", data_dir, manual_dir, splits)
   return {split: (arrays["image"][..., 0].astype(np.float32) / 255.0, arrays["label"].astype(np.int32))
           for split, arrays in prepared.items()}

@@ -76,7 +76,7 @@ def load_smallnorb(data_dir: str | pathlib.Path, *, manual_dir: str | pathlib.Pa
     if missing:
       raise FileNotFoundError(f"Small NORB files missing from {str(manual_dir)!r}: {missing}")
   out = {}
-  for split, arrays in prepare_and_read("smallnorb", data_dir, manual_dir, SPLITS).items():
+  for split, arrays in prepare_and_read("smallnorb", data_dir, manual_dir, {s: s for s in SPLITS}).items():
     both_cameras = np.concatenate([arrays["image"][..., 0], arrays["image2"][..., 0]])
     labels = {"category": arrays["label_category"], "instance": arrays["instance"],
               **{axis: arrays[f"label_{axis}"] for axis in AXES}}
