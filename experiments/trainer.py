@@ -8,6 +8,7 @@ and rerun ends with the same parameters and metrics as one that was not.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pathlib
@@ -47,6 +48,13 @@ def check_positive(config: ml_collections.ConfigDict, *fields: str, allow_zero: 
       raise ConfigError(f"config.{field}={value!r} is not allowed; expected numbers {bound}")
 
 
+def check_count(config: ml_collections.ConfigDict, field: str, limit: int) -> None:
+  """Raises ConfigError naming `field` (dotted for nested fields) unless it is an integer in [1, limit]."""
+  value = functools.reduce(getattr, field.split("."), config)
+  if not isinstance(value, int) or not 0 < value <= limit:
+    raise ConfigError(f"config.{field}={value!r} is not allowed; expected an integer in [1, {limit}]")
+
+
 def check_training(config: ml_collections.ConfigDict) -> None:
   """Validates the fields every `fit` call reads."""
   check_positive(config, "num_steps", "learning_rate", "log_every")
@@ -80,9 +88,11 @@ class MetricsLog:
       f.write(json.dumps({"run": self.run, "step": step, **metrics}) + "\n")
 
 
-def _all_finite(tree: Any) -> bool:
-  return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
-             if jnp.issubdtype(leaf.dtype, jnp.floating))
+@jax.jit
+def _finite(tree: Any) -> jax.Array:
+  """True when every floating-point leaf of `tree` is finite: one program, not one per leaf shape."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+                            if jnp.issubdtype(leaf.dtype, jnp.floating)] or [jnp.array(True)]))
 
 
 def _checkpoint_manager(directory: pathlib.Path) -> ocp.CheckpointManager:
@@ -183,7 +193,7 @@ def fit(
         bar.set_postfix(loss=f"{means['loss']:.4g}")
         window = []
         timed_out = time.monotonic() - last_save >= config.checkpoint_every_seconds
-        if (timed_out or done == config.num_steps) and _all_finite(state.params):
+        if (timed_out or done == config.num_steps) and bool(_finite(state.params)):
           manager.save(done, args=ocp.args.StandardSave(state), force=True)
           manager.wait_until_finished()
           last_save = time.monotonic()
