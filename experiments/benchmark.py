@@ -46,10 +46,12 @@ def _seconds(fn) -> float:
 
 
 def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
-                   steps: int, matmul_size: int, num_devices: int = 1, seed: int = 0) -> dict:
+                   steps: int, matmul_size: int, num_devices: int = 1, seed: int = 0,
+                   model_sizes: str = "mnist") -> dict:
   """Times one model's step (sharded over the first `num_devices` devices) and a dense matmul in alternation,
-  so both see the same machine state. The model has the sizes of the MNIST experiments."""
-  config = mnist_rotate.get_config()
+  so both see the same machine state. The model has the sizes of the MNIST experiments (`model_sizes="quick"`: those
+  of their quick config, which compile in seconds, for the tests)."""
+  config = mnist_rotate.get_config("quick" if model_sizes == "quick" else None)
   config.model = model_name
   model = invariance.build_model(config, num_examples)
   key = jax.random.key(seed)
@@ -88,6 +90,7 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
   matmul_gflops = 2 * matmul_size**3 / 1e9 / statistics.median(matmul_times)
   return {
       "model": model_name,
+      "model_sizes": model_sizes,
       "num_distributions": num_distributions,
       "batch_size": batch_size,
       "set_size": batch_size if model_name == "ns" else set_size,
@@ -162,6 +165,8 @@ def main(argv=None) -> None:
   parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: time the step sharded over that many devices")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("workdirs/benchmark"), help="for --scaling")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
+  parser.add_argument("--model-sizes", choices=("mnist", "quick"), default="mnist",
+                      help="the models' sizes: the MNIST experiments', or their quick config's (compiles fast)")
   args = parser.parse_args(argv)
   models = args.models.split(",")
   unknown = [m for m in models if m not in MODELS]
@@ -173,7 +178,8 @@ def main(argv=None) -> None:
   if max(device_counts) > jax.device_count():
     parser.error(f"--devices {args.devices}: only {jax.device_count()} devices are available")
   defaults = {"num_distributions": args.num_distributions, "batch_size": args.batch_size, "set_size": args.set_size}
-  timing = {"num_examples": args.num_examples, "steps": args.steps, "matmul_size": args.matmul_size}
+  timing = {"num_examples": args.num_examples, "steps": args.steps, "matmul_size": args.matmul_size,
+            "model_sizes": args.model_sizes}
   processor = platform.processor() or platform.machine()
   header = {"device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({processor})",
             "jax_version": jax.__version__}
@@ -188,7 +194,7 @@ def main(argv=None) -> None:
 
   rows = [benchmark_step(model, **defaults, **timing, num_devices=n) for n in device_counts for model in models]
   for row in rows:
-    row["original_sec_per_step"] = ORIGINAL_SECONDS[row["model"]]
+    row["original_sec_per_step"] = ORIGINAL_SECONDS[row["model"]] if args.model_sizes == "mnist" else None
   if args.json:
     print(json.dumps({**header, "rows": rows}))
     return
