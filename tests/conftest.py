@@ -1,5 +1,7 @@
 """Shared fixtures: a linear-Gaussian model whose evidence and posterior are known exactly."""
 
+import fcntl
+import os
 import pathlib
 
 import jax
@@ -9,8 +11,10 @@ import pytest
 
 from meta_amortized.distributions import DiagonalGaussian
 
-# Tests use small shapes; XLA's heavy optimisation passes only add compile time.
+# Tests use small shapes; XLA's heavy optimisation passes only add compile time. The environment variable
+# carries the setting into the processes the tests start (workers, the notebook's kernel).
 jax.config.update("jax_disable_most_optimizations", True)
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 
 
 class LinearGaussian:
@@ -69,13 +73,17 @@ MNIST_MANUAL_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "dat
 
 
 @pytest.fixture(scope="session")
-def mnist_data_dir(tmp_path_factory):
-  """A tensorflow-datasets directory with MNIST prepared once, offline, from ../shared/data/mnist."""
+def mnist_data_dir(tmp_path_factory, worker_id):
+  """A tensorflow-datasets directory with MNIST prepared offline from ../shared/data/mnist, once per test run:
+  the first pytest-xdist worker to need it prepares it while the others wait on a lock, then reuse it."""
   from experiments.data import mnist
 
-  data_dir = tmp_path_factory.mktemp("tfds")
-  mnist.load_mnist(data_dir, manual_dir=MNIST_MANUAL_DIR)
-  return data_dir
+  root = tmp_path_factory.getbasetemp()
+  root = root if worker_id == "master" else root.parent  # the directory every worker's base lies in
+  with open(root / "mnist_tfds.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    mnist.load_mnist(root / "mnist_tfds", manual_dir=MNIST_MANUAL_DIR, num_examples={"test": 1})
+  return root / "mnist_tfds"
 
 
 def prepare_fake_smallnorb(manual_dir, data_dir, written):

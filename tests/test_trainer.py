@@ -47,13 +47,12 @@ def _tiny(workdir, steps, **popen):
 
 
 def test_killed_run_resumes_to_the_same_parameters_and_metrics(tmp_path):
-  steps = 400
+  steps = 200
   straight, killed = tmp_path / "straight", tmp_path / "killed"
-  assert _tiny(straight, steps).wait(timeout=300) == 0
-  process = _tiny(killed, steps)
+  straight_process, process = _tiny(straight, steps), _tiny(killed, steps)
   checkpoints = killed / "checkpoints" / "tiny"
   deadline = time.monotonic() + 240
-  while not (checkpoints.exists() and any(p.name.isdigit() and 100 <= int(p.name) < steps
+  while not (checkpoints.exists() and any(p.name.isdigit() and 50 <= int(p.name) < steps
                                           for p in checkpoints.iterdir())):
     assert process.poll() is None, process.stderr.read().decode()[-2000:]
     assert time.monotonic() < deadline
@@ -62,8 +61,8 @@ def test_killed_run_resumes_to_the_same_parameters_and_metrics(tmp_path):
   process.wait()
   assert not (killed / "final_w.npy").exists()
   lines_at_kill = (killed / "metrics.jsonl").read_text().count("\n")
-  assert 20 <= lines_at_kill < steps // 5
-  assert _tiny(killed, steps).wait(timeout=300) == 0
+  assert 10 <= lines_at_kill < steps // 5
+  assert _tiny(killed, steps).wait(timeout=300) == 0 and straight_process.wait(timeout=300) == 0
   np.testing.assert_array_equal(np.load(killed / "final_w.npy"), np.load(straight / "final_w.npy"))
   assert (killed / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
 
