@@ -4,6 +4,7 @@
     python -m experiments.benchmark --models meta_vae --json
     python -m experiments.benchmark --scaling --out DIR  # step time against K, N and B: table, log-log plot
     python -m experiments.benchmark --devices 1,2,4,8    # throughput per device (fake CPU devices on a CPU)
+    python -m experiments.benchmark --models vhe --scaling --sweep set_size=40,80,160,320 --out DIR  # other sizes
 
 For each model: seconds per step, the step's FLOPs (XLA's count for the compiled step, nearly all of it the
 matrix products of the forward and backward passes), the achieved GFLOP/s next to the machine's own dense
@@ -113,12 +114,14 @@ def fitted_exponent(sizes, seconds) -> float:
   return float(np.polyfit(np.log(sizes[-3:]), np.log(seconds[-3:]), 1)[0])
 
 
-def scaling(models, defaults: dict, out: pathlib.Path, **timing) -> dict:
-  """Step time against each of K, N and B (the others at `defaults`) for each model: DIR/scaling.json,
-  DIR/scaling.md (a table with the fitted exponents) and DIR/scaling.png (log-log)."""
+def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[int, ...]] = SCALING,
+            **timing) -> dict:
+  """Step time against each swept size (`sweeps`: {axis: sizes}; by default K, N and B over SCALING), the others at
+  `defaults`, for each model: DIR/scaling.json, DIR/scaling.md (a table with the fitted exponents) and
+  DIR/scaling.png (log-log)."""
   out.mkdir(parents=True, exist_ok=True)
   results = {}
-  for axis, sizes in SCALING.items():
+  for axis, sizes in sweeps.items():
     for model in models:
       if model == "ns" and axis == "set_size":
         continue  # the NS's set is its batch
@@ -132,17 +135,16 @@ def scaling(models, defaults: dict, out: pathlib.Path, **timing) -> dict:
                                     "matmul_gflop_per_step": normalised,
                                     "normalised_exponent": fitted_exponent(sizes, normalised)}
   (out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
-  lines = ["| axis | model | " + " | ".join("size" for _ in range(4))
-           + " | s/step | exponent (3 largest) | exponent of the matmul-normalised time |",
-           "|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| axis | model | sizes | s/step | exponent (3 largest) | exponent of the matmul-normalised time |",
+           "|---|---|---|---|---|---|"]
   for name, r in results.items():
     axis, model = name.split("/")
-    lines.append(f"| {axis} | {model} | " + " | ".join(str(s) for s in r["sizes"]) + " | "
+    lines.append(f"| {axis} | {model} | " + ", ".join(str(s) for s in r["sizes"]) + " | "
                  + ", ".join(f"{s:.3f}" for s in r["sec_per_step"])
                  + f" | {r['exponent']:.2f} | {r['normalised_exponent']:.2f} |")
   (out / "scaling.md").write_text("\n".join(lines) + "\n")
-  with figure(out / "scaling.png", 1, len(SCALING), figsize=(4.2 * len(SCALING), 3.2), squeeze=False) as (_, axes):
-    for ax, axis in zip(axes[0], SCALING, strict=True):
+  with figure(out / "scaling.png", 1, len(sweeps), figsize=(4.2 * len(sweeps), 3.2), squeeze=False) as (_, axes):
+    for ax, axis in zip(axes[0], sweeps, strict=True):
       for name, r in results.items():
         if name.startswith(axis + "/"):
           ax.loglog(r["sizes"], r["sec_per_step"], "o-", label=f"{name.split('/')[1]} (slope {r['exponent']:.2f})")
@@ -150,6 +152,23 @@ def scaling(models, defaults: dict, out: pathlib.Path, **timing) -> dict:
       ax.set_ylabel("s/step")
       ax.legend(fontsize=7)
   return results
+
+
+def _sweeps(parser: argparse.ArgumentParser, specs: list[str]) -> dict[str, tuple[int, ...]]:
+  """{axis: sizes} from --sweep AXIS=S1,S2,... (at least three increasing positive sizes, for the fitted exponent)."""
+  sweeps = {}
+  for spec in specs:
+    axis, _, sizes = spec.partition("=")
+    if axis not in SCALING:
+      parser.error(f"--sweep {spec!r}: unknown axis {axis!r}; expected one of {list(SCALING)}")
+    try:
+      values = tuple(int(v) for v in sizes.split(","))
+    except ValueError:
+      parser.error(f"--sweep {spec!r}: the sizes must be comma-separated integers")
+    if len(values) < 3 or values[0] < 1 or list(values) != sorted(set(values)):
+      parser.error(f"--sweep {spec!r}: expected at least three increasing positive sizes")
+    sweeps[axis] = values
+  return sweeps
 
 
 def main(argv=None) -> None:
@@ -162,6 +181,8 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps")
   parser.add_argument("--matmul-size", type=int, default=2048, help="side of the reference square matmul")
   parser.add_argument("--scaling", action="store_true", help=f"sweep K, N and B over {SCALING}")
+  parser.add_argument("--sweep", action="append", default=[], metavar="AXIS=S1,S2,...",
+                      help=f"with --scaling: sweep only these axes (of {list(SCALING)}) over these sizes; repeatable")
   parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: time the step sharded over that many devices")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("workdirs/benchmark"), help="for --scaling")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -185,7 +206,7 @@ def main(argv=None) -> None:
             "jax_version": jax.__version__}
 
   if args.scaling:
-    results = scaling(models, defaults, args.out, **timing)
+    results = scaling(models, defaults, args.out, _sweeps(parser, args.sweep) or SCALING, **timing)
     if args.json:
       print(json.dumps({**header, "scaling": results}))
     else:

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,21 @@ def test_fitted_exponent_reads_the_power_past_the_overhead():
   assert benchmark.fitted_exponent(sizes, [1.0 + 0.5 * s for s in sizes]) == pytest.approx(1.0, abs=0.1)
 
 
-def test_benchmark_rejects_an_unknown_model():
+def test_scaling_sweeps_the_sizes_asked_for(tmp_path, capsys):
+  args = [a for a in TINY if a != "--json"]
+  benchmark.main(["--models", "vhe", "--scaling", "--sweep", "set_size=2,3,4", "--out", str(tmp_path), *args])
+  results = json.loads((tmp_path / "scaling.json").read_text())
+  assert list(results) == ["set_size/vhe"] and results["set_size/vhe"]["sizes"] == [2, 3, 4]
+  assert "| set_size | vhe | 2, 3, 4 | " in capsys.readouterr().out
+  assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--models", "vae"], r"--models: unknown \['vae'\]"),
+    (["--scaling", "--sweep", "depth=1,2,3"], r"unknown axis 'depth'"),
+    (["--scaling", "--sweep", "set_size=5,10"], r"at least three increasing positive sizes"),
+])
+def test_benchmark_rejects_bad_arguments_naming_them(args, message, capsys):
   with pytest.raises(SystemExit):
-    benchmark.main(["--models", "vae"])
+    benchmark.main(args)
+  assert re.search(message, capsys.readouterr().err)
