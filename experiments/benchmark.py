@@ -114,6 +114,22 @@ def fitted_exponent(sizes, seconds) -> float:
   return float(np.polyfit(np.log(sizes[-3:]), np.log(seconds[-3:]), 1)[0])
 
 
+def exponent_past_overhead(sizes, seconds) -> tuple[float, float]:
+  """(p, a) of seconds = a + b * size^p with a fixed overhead a >= 0 and b > 0, fitted by relative least squares
+  (exact in a and b for each p of a grid of step 0.005 over [0.2, 3]): how the time grows once past the overhead."""
+  sizes, seconds = np.asarray(sizes, float), np.asarray(seconds, float)
+  best = (np.inf, 0.0, 0.0)
+  for p in np.arange(0.2, 3.0001, 0.005):
+    design = np.stack([np.ones_like(sizes), sizes**p], axis=1) / seconds[:, None]
+    coef = np.linalg.lstsq(design, np.ones_like(sizes), rcond=None)[0]
+    if coef[0] < 0:  # no negative overhead: the pure power law
+      coef = np.array([0.0, np.sum(design[:, 1]) / np.sum(design[:, 1] ** 2)])
+    residual = float(np.sum((design @ coef - 1) ** 2))
+    if coef[1] > 0 and residual < best[0]:
+      best = (residual, float(p), float(coef[0]))
+  return best[1], best[2]
+
+
 def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[int, ...]] = SCALING,
             **timing) -> dict:
   """Step time against each swept size (`sweeps`: {axis: sizes}; by default K, N and B over SCALING), the others at
@@ -134,14 +150,17 @@ def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[i
                                     "exponent": fitted_exponent(sizes, seconds),
                                     "matmul_gflop_per_step": normalised,
                                     "normalised_exponent": fitted_exponent(sizes, normalised)}
+      results[f"{axis}/{model}"]["exponent_past_overhead"], results[f"{axis}/{model}"]["overhead_seconds"] = (
+          exponent_past_overhead(sizes, seconds))
   (out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
-  lines = ["| axis | model | sizes | s/step | exponent (3 largest) | exponent of the matmul-normalised time |",
-           "|---|---|---|---|---|---|"]
+  lines = ["| axis | model | sizes | s/step | exponent (3 largest) | exponent of the matmul-normalised time "
+           "| exponent past the overhead a (a + b size^p) |", "|---|---|---|---|---|---|---|"]
   for name, r in results.items():
     axis, model = name.split("/")
     lines.append(f"| {axis} | {model} | " + ", ".join(str(s) for s in r["sizes"]) + " | "
                  + ", ".join(f"{s:.3f}" for s in r["sec_per_step"])
-                 + f" | {r['exponent']:.2f} | {r['normalised_exponent']:.2f} |")
+                 + f" | {r['exponent']:.2f} | {r['normalised_exponent']:.2f} "
+                 + f"| {r['exponent_past_overhead']:.2f} (a = {r['overhead_seconds']:.3f} s) |")
   (out / "scaling.md").write_text("\n".join(lines) + "\n")
   with figure(out / "scaling.png", 1, len(sweeps), figsize=(4.2 * len(sweeps), 3.2), squeeze=False) as (_, axes):
     for ax, axis in zip(axes[0], sweeps, strict=True):

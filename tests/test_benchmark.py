@@ -42,6 +42,11 @@ def test_fitted_exponent_reads_the_power_past_the_overhead():
   assert benchmark.fitted_exponent(sizes, [2e-3 * s**2 for s in sizes]) == pytest.approx(2.0)
   # A fixed overhead bends the smallest sizes only: the three largest still read close to 1.
   assert benchmark.fitted_exponent(sizes, [1.0 + 0.5 * s for s in sizes]) == pytest.approx(1.0, abs=0.1)
+  # With the overhead fitted as well, the power and the overhead are read exactly, even at the small sizes.
+  sizes = [5, 10, 20, 40]
+  assert benchmark.exponent_past_overhead(sizes, [0.3 + 0.01 * s for s in sizes]) == pytest.approx((1.0, 0.3))
+  assert benchmark.exponent_past_overhead(sizes, [0.3 + 1e-3 * s**2 for s in sizes]) == pytest.approx((2.0, 0.3))
+  assert benchmark.exponent_past_overhead(sizes, [0.02 * s**0.5 for s in sizes]) == pytest.approx((0.5, 0.0))
 
 
 def test_scaling_sweeps_the_sizes_asked_for(tmp_path, capsys):
