@@ -152,6 +152,8 @@ def optimizer_curve(config, decoder_params, key, x, optimizer: optax.GradientTra
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
+  # Only the test images evaluated are read: with JAX's default jax_threefry_partitionable each pixel's bit is
+  # drawn from its own index, so the first n images binarise as they would within the whole test set.
   arrays = mnist.load_mnist(pathlib.Path(config.data.data_dir).expanduser(), manual_dir=config.data.manual_dir,
                             num_examples={"train": config.data.num_train_examples,
                                           "test": max(config.eval_examples, config.nll_examples)})
