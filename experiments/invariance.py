@@ -280,8 +280,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
 
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  fit_probe = jax.jit(functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
-                                        tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations))
+  fit_probe = functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
+                                tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations)
   accuracies, iterations, gradient_norms, decoder_values, unseen_elbos, elbo_curves = [], [], [], [], [], []
   for i in range(len(unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)

@@ -15,7 +15,7 @@ def _blobs(key, n, dim=6, classes=4, spread=1.0):
 
 def test_probe_converges_to_the_penalised_optimum():
   features, labels = _blobs(jax.random.key(0), 400, spread=2.0)
-  fit = jax.jit(lambda f, y: probe.fit_linear_probe(f, y, num_classes=4))(features, labels)
+  fit = probe.fit_linear_probe(features, labels, num_classes=4)
   assert float(fit.gradient_norm) < 1e-5 and int(fit.iterations) < 1000
   # First-order optimality: for the mean cross-entropy plus ||W||^2 / (2 n), the softmax residuals
   # balance the penalty, X^T (p - onehot) / n + W / n = 0, and sum_i (p - onehot) = 0 for the bias.
