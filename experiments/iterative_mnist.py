@@ -56,9 +56,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                               f"config.num_refinements={config.num_refinements}")
   trainer.check_count(config, "data.num_train_examples", mnist.SIZES["train"])
   for field in ("eval_examples", "nll_examples"):
-    if config[field] > 10000 or config[field] % config.nll_chunk:
-      raise trainer.ConfigError(f"config.{field}={config[field]} is not allowed; expected at most 10000 and a "
-                                f"multiple of config.nll_chunk={config.nll_chunk}")
+    if config[field] > mnist.SIZES["test"] or config[field] % config.nll_chunk:
+      raise trainer.ConfigError(f"config.{field}={config[field]} is not allowed; expected at most "
+                                f"{mnist.SIZES['test']} and a multiple of config.nll_chunk={config.nll_chunk}")
 
 
 def networks(config):
