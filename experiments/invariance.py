@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -258,7 +259,10 @@ def code_distance(model, params, key, images: jax.Array, transform: str, values,
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
+  started = time.monotonic()
   meta = mnist_meta_split(config) if config.dataset == "mnist" else norb_meta_split(config)
+  jax.block_until_ready(meta.train)
+  data_seconds = time.monotonic() - started
   model = build_model(config, meta.train.shape[1])
   stateful = isinstance(model, ConvModel)
   per_distribution = config.model in META_VAES or stateful
@@ -270,6 +274,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     loss_fn = mixed_precision(loss_fn, jnp.bfloat16, stateful=stateful)
   state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(meta.train,),
                       stateful=stateful, has_gradients=has_gradients)
+  evaluation_started = time.monotonic()
   train_values, unseen_values = meta.train_values, meta.unseen_values
   summarize = functools.partial(mean_summary, model=model, set_size=config.set_size, num_sets=config.summary_sets)
   summary_key = jax.random.fold_in(jax.random.key(config.seed), 2)
@@ -318,6 +323,10 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
                     "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
   if elbo_curves:
     results["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(elbo_curves), axis=0)]
+  # Beside the training windows' seconds that trainer.fit logs; apart from results.json, which stays reproducible.
+  trainer.MetricsLog(workdir / "wall_times.jsonl", config.model).write(results["train_steps"], {
+      "data_seconds": data_seconds, "evaluation_seconds": time.monotonic() - evaluation_started,
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"})
   trainer.write_results(workdir, results)
   # Runs resume: rerunning a workdir with a larger num_steps extends it, and these files keep the curve.
   trainer.write_results(workdir, results, f"results_at_step_{results['train_steps']}.json")

@@ -9,8 +9,8 @@ run.num_steps that lies past its last evaluation: a cell without results starts,
 resumes from its checkpoint, and every evaluation stays in the cell's results_at_step_<N>.json. Writes
 DIR/table2.md (mean unseen accuracy, with the paper's numbers), DIR/table1.md (mean code distance between a test
 image and its transformed versions, for the MetaVAE amortized over each transformation), DIR/figure7_<split>.png,
-bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png), and the accuracy of every cell against its
-training steps (DIR/accuracy_vs_steps.md and .png).
+bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png), the accuracy of every cell against its
+training steps (DIR/accuracy_vs_steps.md and .png), and the wall-clock minutes behind each cell (DIR/wall_times.md).
 """
 
 from __future__ import annotations
@@ -106,6 +106,39 @@ def accuracy_vs_steps(config, workdir: pathlib.Path) -> dict[tuple[str, str, str
       ax.set_ylabel("mean unseen accuracy")
       ax.legend(fontsize=7)
   return curves
+
+
+def wall_time(cell: pathlib.Path, model: str, steps: int, log_every: int) -> dict | None:
+  """The wall-clock seconds behind a cell's evaluation at `steps`, from its wall_times.jsonl: training (the sum of
+  the logged windows up to `steps`), and the data preparation and evaluation of the last call that evaluated at
+  `steps`. None where a window or that evaluation was not recorded (runs that predate the log)."""
+  path = cell / "wall_times.jsonl"
+  if not path.exists():
+    return None
+  records = [r for r in map(json.loads, path.read_text().splitlines()) if r["run"] == model and r["step"] <= steps]
+  windows = {r["step"]: r["seconds"] for r in records if "seconds" in r}
+  evaluation = [r for r in records if r["step"] == steps and "evaluation_seconds" in r]
+  # Every window up to `steps` (a budget that is not a multiple of log_every adds one of its own).
+  if not evaluation or not {*range(log_every, steps + 1, log_every), steps} <= windows.keys():
+    return None
+  return {"train_seconds": sum(windows.values()), "data_seconds": evaluation[-1]["data_seconds"],
+          "evaluation_seconds": evaluation[-1]["evaluation_seconds"], "devices": evaluation[-1]["devices"]}
+
+
+def wall_times(config, found, workdir: pathlib.Path) -> str:
+  lines = ["Wall-clock minutes behind each cell's results.json (as measured by the run, pauses included).", "",
+           "| transformation | split | model | steps | data | training | evaluation | total | devices |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for (transform, split, model), results in found.items():
+    steps = results["train_steps"]
+    timed = wall_time(workdir / transform / split / model, model, steps, config.run.log_every)
+    if timed is None:
+      lines.append(f"| {transform} | {split} | {model} | {steps} | not recorded | | | | |")
+      continue
+    minutes = [timed[k] / 60 for k in ("data_seconds", "train_seconds", "evaluation_seconds")]
+    lines.append(f"| {transform} | {split} | {model} | {steps} | "
+                 + " | ".join(f"{m:.2f}" for m in (*minutes, sum(minutes))) + f" | {timed['devices']} |")
+  return "\n".join(lines) + "\n"
 
 
 def _accuracy_cell(results: dict | None) -> str:
@@ -218,6 +251,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   found = collect(config, workdir)
   (workdir / "table2.md").write_text(table2(config, found))
+  (workdir / "wall_times.md").write_text(wall_times(config, found, workdir))
   text, table1_rows = table1(config, workdir)
   (workdir / "table1.md").write_text(text)
   figure7(config, found, workdir)

@@ -4,6 +4,8 @@
 `fold_in(key(seed), step)`, the whole `TrainState` is checkpointed with Orbax,
 and `metrics.jsonl` is cut back to the restored step, so a run that is killed
 and rerun ends with the same parameters and metrics as one that was not.
+The wall-clock seconds of each logged window go to `wall_times.jsonl` beside it
+(cut back the same way), apart from the metrics so that those stay reproducible.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def fit(
   Args:
     config: reads seed, num_steps, learning_rate, log_every, checkpoint_every_seconds.
     workdir: the experiment's directory; checkpoints go to workdir/checkpoints/<run>, metrics
-      to workdir/metrics.jsonl.
+      to workdir/metrics.jsonl, the wall-clock seconds of each logged window to workdir/wall_times.jsonl.
     run: the model's name within the experiment.
     init_params: key -> parameters (with `stateful`: key -> (parameters, model state)).
     loss_fn: (params, key, *batch) -> (loss, metrics); it draws its own batch with the key. With
@@ -161,17 +163,19 @@ def fit(
   batch = shard_distributions(mesh, batch)
   directory = workdir / "checkpoints" / run
   log = MetricsLog(workdir / "metrics.jsonl", run)
+  clock = MetricsLog(workdir / "wall_times.jsonl", run)
   manager = _checkpoint_manager(directory)
   restored = restore_latest(directory, state, manager)
   if restored is not None:
     state = restored  # laid out like the template: replicated on the mesh
   start = int(state.step)
   log.truncate_after(start)
+  clock.truncate_after(start)
   if start >= config.num_steps:
     return _for_evaluation(state)
 
   step_fn = make_train_step(loss_fn, optimizer, stateful=stateful, has_gradients=has_gradients, mesh=mesh)
-  last_save = time.monotonic()
+  last_save = last_log = time.monotonic()
   window: list[dict[str, jax.Array]] = []
   with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True,
             disable=jax.process_index() != 0) as bar:
@@ -190,6 +194,9 @@ def fit(
               f"{run}: the loss is {losses[bad]} at step {failed}; stopped. The last good checkpoint "
               f"(step {manager.latest_step()}) is kept in {directory}")
         log.write(done, means)
+        now = time.monotonic()  # the device_get above waited for the window's steps
+        clock.write(done, {"seconds": now - last_log})
+        last_log = now
         bar.set_postfix(loss=f"{means['loss']:.4g}")
         window = []
         timed_out = time.monotonic() - last_save >= config.checkpoint_every_seconds

@@ -103,10 +103,23 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
     at_10 = json.loads((tmp_path / "rotate" / "sparse" / model / "results_at_step_10.json").read_text())
     final = results[f"rotate/sparse/{model}"]
     assert at_10["train_steps"] == 10 and f"| {at_10['mean_test_accuracy']:.3f} | {final:.3f} |" in line
+  # The wall-clock minutes behind each cell: every training window and the evaluation at 20 steps were recorded.
+  rows = {row[2]: row[3:] for row in (line.split(" | ") for line in (tmp_path / "wall_times.md").read_text()
+                                      .splitlines() if line.startswith("| rotate"))}
+  for model in ("meta_vae", "vhe"):
+    seconds = mnist_tables.wall_time(tmp_path / "rotate" / "sparse" / model, model, 20, config.run.log_every)
+    minutes = [seconds[k] / 60 for k in ("data_seconds", "train_seconds", "evaluation_seconds")]
+    assert min(minutes) > 0 and seconds["devices"] == f"{jax.device_count()} x cpu"
+    assert rows[model] == ["20", *(f"{m:.2f}" for m in (*minutes, sum(minutes))), f"{seconds['devices']} |"]
   # A second call collects the existing cells instead of training them again.
   before = (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text()
   assert mnist_tables.run(config, tmp_path) == results
   assert (tmp_path / "rotate" / "sparse" / "vhe" / "metrics.jsonl").read_text() == before
+  # A run from before the training windows were logged has its minutes "not recorded", not undercounted.
+  cell = tmp_path / "rotate" / "sparse" / "vhe"
+  timed = [line for line in (cell / "wall_times.jsonl").read_text().splitlines() if "seconds" not in json.loads(line)]
+  (cell / "wall_times.jsonl").write_text("".join(line + "\n" for line in timed))
+  assert mnist_tables.wall_time(cell, "vhe", 20, config.run.log_every) is None
   config.budgets = (10, 0)
   with pytest.raises(trainer.ConfigError, match=r"config.budgets=\(10, 0\) is not allowed: \[0\]"):
     mnist_tables.run(config, tmp_path)

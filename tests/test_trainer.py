@@ -65,6 +65,11 @@ def test_killed_run_resumes_to_the_same_parameters_and_metrics(tmp_path):
   assert _tiny(killed, steps).wait(timeout=300) == 0 and straight_process.wait(timeout=300) == 0
   np.testing.assert_array_equal(np.load(killed / "final_w.npy"), np.load(straight / "final_w.npy"))
   assert (killed / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
+  # The wall-clock log is cut back with the metrics: one window for each logged step, none timed twice.
+  for workdir in (straight, killed):
+    logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    timed = [json.loads(line) for line in (workdir / "wall_times.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in timed] == logged and all(t["seconds"] > 0 for t in timed)
 
 
 def _config(**overrides):
