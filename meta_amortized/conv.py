@@ -26,6 +26,14 @@ from meta_amortized.statistician import ContextLatentModel
 
 
 class ConvModel(NamedTuple):
+  """A MetaVAE or NS / VHE (`model`) whose encoders read the features of a batch-norm conv `trunk`.
+
+  Example:
+    >>> model = ConvModel(ConvEncoder(), MetaVAE(...))
+    >>> params, model_state = model.init(key, num_distributions=2)
+    >>> step = make_train_step(partial(model.loss, batch_size=100, set_size=10), optax.adam(1e-3), stateful=True)
+  """
+
   trunk: ConvEncoder
   model: MetaVAE | ContextLatentModel
 

@@ -145,6 +145,12 @@ def iterative_inference(
   Returns:
     `IterativeResult` with posteriors of shape (T + 1, B, Z) (step 0 is the prior)
     and ELBOs of shape (T + 1, B). The signals are constants (stop-gradient).
+
+  Example:
+    >>> result = iterative_inference(key, x, encoder_fn=lambda x, q, s: encoder.apply(params, x, q, s),
+    ...                              log_likelihood_fn=lambda z: Bernoulli(decode(z)).log_prob(x),
+    ...                              num_steps=5, latent_dim=64)
+    >>> final_posterior = jax.tree.map(lambda a: a[-1], result.posteriors)
   """
   if signal not in ("gradient", "error"):
     raise ValueError(f"unknown signal {signal!r}; expected 'gradient' or 'error'")
@@ -263,6 +269,12 @@ def iterative_gradients(elbos_fn: Callable[[Any, Any], jax.Array], encoder_param
   Returns:
     ((encoder_loss, decoder_loss), (encoder_grads, decoder_grads)): the encoder's gradient is
     that of the mean over steps of -ELBO_t, the decoder's that of the final -ELBO_T.
+
+  Example:
+    >>> elbos_fn = lambda enc, dec: iterative_inference(key, x, encoder_fn=partial(encoder.apply, enc),
+    ...     log_likelihood_fn=lambda z: Bernoulli(decoder.apply(dec, z)).log_prob(x), num_steps=5,
+    ...     latent_dim=64).elbos
+    >>> (encoder_loss, decoder_loss), (encoder_grads, decoder_grads) = iterative_gradients(elbos_fn, enc, dec)
   """
   elbos, pullback = jax.vjp(elbos_fn, encoder_params, decoder_params)
   losses, loss_pullback = jax.vjp(iterative_losses, elbos)

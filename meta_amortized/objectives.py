@@ -101,6 +101,10 @@ def enumerated_elbo(posterior: Categorical, log_likelihoods: jax.Array, prior: C
 
   Returns:
     The ELBO, shape (B,).
+
+  Example:
+    >>> q = Categorical(cluster_logits)                               # (B, C)
+    >>> bound = enumerated_elbo(q, component_log_prob(x))             # log p(x | c) for every c: (B, C)
   """
   chex.assert_equal_shape(
       [posterior.logits, log_likelihoods],
@@ -135,6 +139,9 @@ def iwae_bound(
 
   Returns:
     The bound, of shape (B,). It increases with K towards log p(x).
+
+  Example:
+    >>> nll = -iwae_bound(key, q, lambda z: Bernoulli(decode(z)).log_prob(x), num_samples=5000)
   """
   prior = standard_normal_like(posterior) if prior is None else prior
   chunk_size = min(num_samples, 100) if chunk_size is None else chunk_size
@@ -253,6 +260,10 @@ def vampprior_log_prob(value: jax.Array, pseudo_posteriors: DiagonalGaussian) ->
 
   Returns:
     (...,) log-densities.
+
+  Example:
+    >>> pseudo = context_posterior_fn(pseudo_sets)                    # (P, C), from learned pseudo-sets
+    >>> bound = homoencoder_elbo(..., context_prior=lambda c: vampprior_log_prob(c, pseudo))
   """
   chex.assert_rank(pseudo_posteriors.mean, 2, custom_message="`pseudo_posteriors` must have shape (P, C)")
   chex.assert_axis_dimension(value, -1, pseudo_posteriors.mean.shape[-1],
@@ -319,6 +330,11 @@ def statistician_elbo(
 
   Returns:
     The bound of each set, shape (S,). Divide by N for a per-element value.
+
+  Example:
+    >>> per_set = statistician_elbo(key, sets, context_posterior_fn=q_c, latent_posterior_fn=q_z,
+    ...                             latent_prior_fn=p_z, log_likelihood_fn=log_lik)
+    >>> loss = -per_set.mean() / sets.shape[1]                        # per element
   """
   chex.assert_rank(sets, {3, 4, 5}, custom_message="`sets` must be (S, N, *event)")
   set_size = sets.shape[1]
@@ -371,6 +387,11 @@ def homoencoder_elbo(
 
   Returns:
     The per-query bound, shape (B,).
+
+  Example:
+    >>> per_query = homoencoder_elbo(key, x, sets, context_posterior_fn=q_c, latent_posterior_fn=q_z,
+    ...                              latent_prior_fn=p_z, log_likelihood_fn=log_lik,
+    ...                              context_kl_weight=1 / 60000)    # the VHE paper's 1/|X|
   """
   chex.assert_rank(queries, {2, 3, 4}, custom_message="`queries` must be (B, *event)")
   chex.assert_rank(sets, queries.ndim + 1, custom_message="`sets` must be (B, N, *event)")

@@ -20,6 +20,8 @@ import optax.tree_utils as otu
 
 
 class ProbeFit(NamedTuple):
+  """A fitted probe, the L-BFGS iterations it took and the norm of its objective's gradient at the end."""
+
   weights: jax.Array  # (D, C)
   bias: jax.Array  # (C,)
   iterations: jax.Array
@@ -27,6 +29,7 @@ class ProbeFit(NamedTuple):
 
 
 def probe_objective(params: dict, features: jax.Array, labels: jax.Array, *, inverse_l2: float) -> jax.Array:
+  """Mean cross-entropy plus |W|^2 / (2 C N): scikit-learn's L2 logistic regression divided by N (bias unpenalised)."""
   logits = features @ params["weights"] + params["bias"]
   cross_entropy = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
   return cross_entropy + jnp.sum(params["weights"] ** 2) / (2.0 * inverse_l2 * features.shape[0])
@@ -37,7 +40,12 @@ def fit_linear_probe(features: jax.Array, labels: jax.Array, *, num_classes: int
                      tolerance: float = 1e-5, max_iterations: int = 1000) -> ProbeFit:
   """Fits the probe to (N, D) features and (N,) integer labels; `inverse_l2` is scikit-learn's C.
 
-  Jitted (the hyperparameters static): every fit of the same shapes in a process reuses one compiled program."""
+  Jitted (the hyperparameters static): every fit of the same shapes in a process reuses one compiled program.
+
+  Example:
+    >>> fit = fit_linear_probe(train_codes, train_labels, num_classes=10)      # (N, D), (N,)
+    >>> accuracy = probe_accuracy(fit, test_codes, test_labels)
+  """
   if features.ndim != 2 or labels.shape != features.shape[:1]:
     raise ValueError(f"features must be (N, D) and labels (N,); got {features.shape} and {labels.shape}")
   params = {"weights": jnp.zeros((features.shape[1], num_classes), features.dtype),

@@ -54,6 +54,9 @@ def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,
   Returns:
     queries (K, B, *event) and sets (K, B, N, *event); inside a step traced under a 'data' mesh, split
     over the devices by `sharding.constrain_batch`.
+
+  Example:
+    >>> queries, sets = sample_meta_batch(key, data, batch_size=100, set_size=10)   # inside the jitted loss
   """
   num_distributions, num_examples = data.shape[:2]
   query_key, set_key = jax.random.split(key)

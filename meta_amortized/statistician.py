@@ -131,6 +131,7 @@ class ContextLatentModel(NamedTuple):
 
 
 def neural_statistician() -> ContextLatentModel:
+  """The Neural Statistician: one set per minibatch of a distribution, its bound per set (`statistician_elbo`)."""
   return ContextLatentModel(kind="ns")
 
 

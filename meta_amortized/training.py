@@ -21,6 +21,7 @@ class TrainState(NamedTuple):
 
 
 def init_train_state(params: Any, optimizer: optax.GradientTransformation, model_state: Any = None) -> TrainState:
+  """The state at step 0: `params`, the optimiser's initial state, and `model_state` ({} when None)."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
                     model_state={} if model_state is None else model_state)
 
@@ -45,6 +46,11 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
       data should be placed with `sharding.replicate` and `sharding.shard_distributions`.
 
   The returned metrics hold `loss` plus whatever `loss_fn` reports.
+
+  Example:
+    >>> step = make_train_step(partial(model.loss, batch_size=100, set_size=10), optax.adam(1e-3))
+    >>> state = init_train_state(model.init(key, num_distributions), optax.adam(1e-3))
+    >>> state, metrics = step(state, jax.random.fold_in(key, 0), data)   # data: (K, M, *event)
   """
 
   def step(state: TrainState, key: jax.Array, *batch: Any) -> tuple[TrainState, dict]:
@@ -86,6 +92,9 @@ def mixed_precision(loss_fn: LossFn, compute_dtype: Any = jnp.bfloat16, *, state
   hand their outputs to the bounds in float32 (`networks.gaussian_from_params`, the models' likelihoods),
   so the bounds, the loss and the metrics are float32. A stateful model's state (batch-norm statistics)
   stays float32.
+
+  Example:
+    >>> step = make_train_step(mixed_precision(loss_fn, jnp.bfloat16), optax.adam(1e-3))
   """
 
   def cast(tree: Any) -> Any:
