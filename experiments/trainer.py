@@ -199,7 +199,7 @@ def fit(
         last_log = now
         bar.set_postfix(loss=f"{means['loss']:.4g}")
         window = []
-        timed_out = time.monotonic() - last_save >= config.checkpoint_every_seconds
+        timed_out = now - last_save >= config.checkpoint_every_seconds
         if (timed_out or done == config.num_steps) and bool(_finite(state.params)):
           manager.save(done, args=ocp.args.StandardSave(state), force=True)
           manager.wait_until_finished()
