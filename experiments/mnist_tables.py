@@ -178,7 +178,8 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
     run.eval_batch_size = min(run.eval_batch_size, config.table1_images)
     model = invariance.build_model(run)
     num_train = len(splits.mnist_split(row, config.table1_split)[0])
-    template = init_train_state(model.init(jax.random.key(0), num_train), optax.adam(run.learning_rate))
+    template = jax.eval_shape(lambda key: init_train_state(model.init(key, num_train), optax.adam(run.learning_rate)),
+                              jax.random.key(0))
     state = trainer.restore_latest(cell / "checkpoints" / "meta_vae", template)
     if state is None:
       lines.append(f"| {row} | not trained | | | |")

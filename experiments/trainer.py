@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from meta_amortized.sharding import data_mesh, replicate, shard_distributions
@@ -105,7 +106,8 @@ def _checkpoint_manager(directory: pathlib.Path) -> ocp.CheckpointManager:
 
 def restore_latest(directory: pathlib.Path, template: TrainState,
                    manager: ocp.CheckpointManager | None = None) -> TrainState | None:
-  """The latest checkpoint in `directory` restored into `template`'s structure, or None if there is none."""
+  """The latest checkpoint in `directory` restored into `template`'s structure and layout (arrays or
+  `jax.ShapeDtypeStruct`s with their shardings), or None if there is none."""
   manager = _checkpoint_manager(directory) if manager is None else manager
   step = manager.latest_step()
   if step is None:
@@ -157,17 +159,24 @@ def fit(
   workdir.mkdir(parents=True, exist_ok=True)
   optimizer = optax.adam(config.learning_rate) if optimizer is None else optimizer
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  params, model_state = init_params(init_key) if stateful else (init_params(init_key), None)
+
+  def initial_state(key):
+    params, model_state = init_params(key) if stateful else (init_params(key), None)
+    return init_train_state(params, optimizer, model_state)
+
   mesh = data_mesh()  # every device of every process; parameters replicated, distributions split
-  state = replicate(mesh, init_train_state(params, optimizer, model_state))
   batch = shard_distributions(mesh, batch)
   directory = workdir / "checkpoints" / run
   log = MetricsLog(workdir / "metrics.jsonl", run)
   clock = MetricsLog(workdir / "wall_times.jsonl", run)
   manager = _checkpoint_manager(directory)
-  restored = restore_latest(directory, state, manager)
-  if restored is not None:
-    state = restored  # laid out like the template: replicated on the mesh
+  # A run that resumes needs only the state's shapes: it restores without initialising.
+  replicated = NamedSharding(mesh, PartitionSpec())
+  template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                          jax.eval_shape(initial_state, init_key))
+  state = restore_latest(directory, template, manager)
+  if state is None:
+    state = replicate(mesh, initial_state(init_key))
   start = int(state.step)
   log.truncate_after(start)
   clock.truncate_after(start)

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -102,6 +103,22 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
       path.write_bytes(b"not a checkpoint")
   with pytest.raises(RuntimeError, match=r"checkpoint at .*tiny/10 cannot be restored"):
     trainer.fit(_config(num_steps=20), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn)
+
+
+def test_a_run_that_resumes_restores_without_initialising(tmp_path):
+  loss_fn = lambda params, key: (jnp.sum((params["w"] - jax.random.normal(key, (3,))) ** 2), {})
+  init = lambda k: {"w": jax.random.normal(k, (3,))}
+  straight = trainer.fit(_config(num_steps=20), tmp_path / "straight", run="tiny", init_params=init, loss_fn=loss_fn)
+  trainer.fit(_config(num_steps=10), tmp_path / "resumed", run="tiny", init_params=init, loss_fn=loss_fn)
+
+  def traced_only(key):  # the resumed run takes the state's shapes from a trace, never initialises
+    assert isinstance(key, jax.core.Tracer)
+    return init(key)
+
+  resumed = trainer.fit(_config(num_steps=20), tmp_path / "resumed", run="tiny", init_params=traced_only,
+                        loss_fn=loss_fn)
+  assert int(resumed.step) == 20
+  np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
 
 
 def test_config_checks_name_the_field_and_allowed_values():
