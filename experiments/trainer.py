@@ -108,7 +108,10 @@ def restore_latest(directory: pathlib.Path, template: TrainState,
                    manager: ocp.CheckpointManager | None = None) -> TrainState | None:
   """The latest checkpoint in `directory` restored into `template`'s structure and layout (arrays or
   `jax.ShapeDtypeStruct`s with their shardings), or None if there is none."""
-  manager = _checkpoint_manager(directory) if manager is None else manager
+  if manager is None:
+    if not directory.is_dir():  # a manager would create it: looking must not leave empty run directories behind
+      return None
+    manager = _checkpoint_manager(directory)
   step = manager.latest_step()
   if step is None:
     return None

@@ -119,6 +119,9 @@ def test_a_run_that_resumes_restores_without_initialising(tmp_path):
                         loss_fn=loss_fn)
   assert int(resumed.step) == 20
   np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
+  # Looking for a run that does not exist finds none and leaves no directory behind.
+  assert trainer.restore_latest(tmp_path / "missing" / "tiny", resumed) is None
+  assert not (tmp_path / "missing").exists()
 
 
 def test_config_checks_name_the_field_and_allowed_values():
