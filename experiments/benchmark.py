@@ -152,15 +152,24 @@ def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[i
                                     "normalised_exponent": fitted_exponent(sizes, normalised)}
       results[f"{axis}/{model}"]["exponent_past_overhead"], results[f"{axis}/{model}"]["overhead_seconds"] = (
           exponent_past_overhead(sizes, seconds))
+      # The work itself (XLA's FLOP count of each compiled step), fitted the same way: where it grows as a fixed part
+      # plus a part linear in the size while the time grows faster, the difference is the machine, not the step.
+      gflops = [r["model_gflop_per_step"] for r in rows]
+      results[f"{axis}/{model}"]["gflop_per_step"] = gflops
+      results[f"{axis}/{model}"]["flop_exponent_past_overhead"], results[f"{axis}/{model}"]["overhead_gflop"] = (
+          exponent_past_overhead(sizes, gflops))
   (out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
   lines = ["| axis | model | sizes | s/step | exponent (3 largest) | exponent of the matmul-normalised time "
-           "| exponent past the overhead a (a + b size^p) |", "|---|---|---|---|---|---|---|"]
+           "| exponent past the overhead a (a + b size^p) | GFLOP/step | FLOP exponent past the overhead |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for name, r in results.items():
     axis, model = name.split("/")
     lines.append(f"| {axis} | {model} | " + ", ".join(str(s) for s in r["sizes"]) + " | "
                  + ", ".join(f"{s:.3f}" for s in r["sec_per_step"])
                  + f" | {r['exponent']:.2f} | {r['normalised_exponent']:.2f} "
-                 + f"| {r['exponent_past_overhead']:.2f} (a = {r['overhead_seconds']:.3f} s) |")
+                 + f"| {r['exponent_past_overhead']:.2f} (a = {r['overhead_seconds']:.3f} s) | "
+                 + ", ".join(f"{g:.3g}" for g in r["gflop_per_step"])
+                 + f" | {r['flop_exponent_past_overhead']:.2f} (a = {r['overhead_gflop']:.2f} GFLOP) |")
   (out / "scaling.md").write_text("\n".join(lines) + "\n")
   with figure(out / "scaling.png", 1, len(sweeps), figsize=(4.2 * len(sweeps), 3.2), squeeze=False) as (_, axes):
     for ax, axis in zip(axes[0], sweeps, strict=True):

@@ -54,6 +54,12 @@ def test_scaling_sweeps_the_sizes_asked_for(tmp_path, capsys):
   benchmark.main(["--models", "vhe", "--scaling", "--sweep", "set_size=2,3,4", "--out", str(tmp_path), *args])
   results = json.loads((tmp_path / "scaling.json").read_text())
   assert list(results) == ["set_size/vhe"] and results["set_size/vhe"]["sizes"] == [2, 3, 4]
+  # The VHE's set enters only through per-element layers and a mean: its step's FLOPs are a fixed part plus a part
+  # linear in N, read exactly by the fit (a quadratic term in N would show as an exponent above 1).
+  gflops = results["set_size/vhe"]["gflop_per_step"]
+  assert gflops[2] - gflops[1] == pytest.approx(gflops[1] - gflops[0]) and gflops[1] > gflops[0]
+  assert results["set_size/vhe"]["flop_exponent_past_overhead"] == pytest.approx(1.0)
+  assert 0 < results["set_size/vhe"]["overhead_gflop"] < gflops[0]
   assert "| set_size | vhe | 2, 3, 4 | " in capsys.readouterr().out
   assert (tmp_path / "scaling.png").stat().st_size > 0
 
