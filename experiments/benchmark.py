@@ -133,8 +133,8 @@ def exponent_past_overhead(sizes, seconds) -> tuple[float, float]:
 def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[int, ...]] = SCALING,
             **timing) -> dict:
   """Step time against each swept size (`sweeps`: {axis: sizes}; by default K, N and B over SCALING), the others at
-  `defaults`, for each model: DIR/scaling.json, DIR/scaling.md (a table with the fitted exponents) and
-  DIR/scaling.png (log-log)."""
+  `defaults`, for each model: DIR/scaling.json, DIR/scaling.md (a table with the fitted exponents of the time and of
+  the FLOPs) and DIR/scaling.png (log-log)."""
   out.mkdir(parents=True, exist_ok=True)
   results = {}
   for axis, sizes in sweeps.items():
