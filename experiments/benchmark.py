@@ -146,18 +146,18 @@ def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[i
       # The machine's speed drifts between the sizes' runs: each time is also expressed in units of the matmul
       # timed beside it (seconds x matmul GFLOP/s = the GFLOP the matmul would do meanwhile), and fitted so.
       normalised = [r["sec_per_step"] * r["matmul_gflops"] for r in rows]
-      results[f"{axis}/{model}"] = {"sizes": list(sizes), "sec_per_step": seconds,
-                                    "exponent": fitted_exponent(sizes, seconds),
-                                    "matmul_gflop_per_step": normalised,
-                                    "normalised_exponent": fitted_exponent(sizes, normalised)}
-      results[f"{axis}/{model}"]["exponent_past_overhead"], results[f"{axis}/{model}"]["overhead_seconds"] = (
-          exponent_past_overhead(sizes, seconds))
       # The work itself (XLA's FLOP count of each compiled step), fitted the same way: where it grows as a fixed part
       # plus a part linear in the size while the time grows faster, the difference is the machine, not the step.
       gflops = [r["model_gflop_per_step"] for r in rows]
-      results[f"{axis}/{model}"]["gflop_per_step"] = gflops
-      results[f"{axis}/{model}"]["flop_exponent_past_overhead"], results[f"{axis}/{model}"]["overhead_gflop"] = (
-          exponent_past_overhead(sizes, gflops))
+      p_seconds, a_seconds = exponent_past_overhead(sizes, seconds)
+      p_flops, a_flops = exponent_past_overhead(sizes, gflops)
+      results[f"{axis}/{model}"] = {"sizes": list(sizes), "sec_per_step": seconds,
+                                    "exponent": fitted_exponent(sizes, seconds),
+                                    "matmul_gflop_per_step": normalised,
+                                    "normalised_exponent": fitted_exponent(sizes, normalised),
+                                    "exponent_past_overhead": p_seconds, "overhead_seconds": a_seconds,
+                                    "gflop_per_step": gflops,
+                                    "flop_exponent_past_overhead": p_flops, "overhead_gflop": a_flops}
   (out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
   lines = ["| axis | model | sizes | s/step | exponent (3 largest) | exponent of the matmul-normalised time "
            "| exponent past the overhead a (a + b size^p) | GFLOP/step | FLOP exponent past the overhead |",
