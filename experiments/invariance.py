@@ -203,17 +203,21 @@ def _encode_chunk(params, model_state, key, images, queries, decoder_index, *, m
   return model.encode(params, code_key, sets, queries)
 
 
-def embed(model, params, key, images: jax.Array, *, config, model_state=None, decoder_index=None) -> jax.Array:
+def embed(model, params, key, images: jax.Array, *, config, model_state=None, decoder_index=None,
+          set_images: jax.Array | None = None) -> jax.Array:
   """Codes (M, Z) of images (M, *event) in chunks of eval_batch_size (the last may be smaller), each query
-  with a set of set_size images drawn from `images` (NS: its own chunk of batch_size images, the sets it
-  trained on). `model_state`: the batch statistics of a conv model; `decoder_index`: the decoder whose
-  gradients the iterative MetaVAE refines with."""
-  size = config.batch_size if config.model == "ns" else config.eval_batch_size
-  encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size,
-                             own_batch_as_set=config.model == "ns")
+  with a set of set_size images drawn from `set_images`, by default `images` themselves (NS: its own chunk of
+  batch_size images, the sets it trained on). `model_state`: the batch statistics of a conv model;
+  `decoder_index`: the decoder whose gradients the iterative MetaVAE refines with."""
+  own_batch_as_set = config.model == "ns"
+  if own_batch_as_set and set_images is not None:
+    raise ValueError("config.model='ns' encodes each chunk with itself as the set; set_images cannot be given")
+  size = config.batch_size if own_batch_as_set else config.eval_batch_size
+  encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size, own_batch_as_set=own_batch_as_set)
+  pool = images if set_images is None else set_images
   starts = range(0, images.shape[0], size)
   keys = jax.random.split(key, len(starts))
-  return jnp.concatenate([encode(params, model_state, k, images, images[i:i + size], decoder_index)
+  return jnp.concatenate([encode(params, model_state, k, pool, images[i:i + size], decoder_index)
                           for i, k in zip(starts, keys, strict=True)])
 
 
@@ -242,18 +246,34 @@ def unseen_meta_elbo(params, key, images: jax.Array, decoder_index, *, model, se
 BASE_VALUES = {"rotate": 0.0, "scale": 1.0, "shear": 0.0}
 
 
+SET_SOURCES = ("own", "base")
+
+
 def code_distance(model, params, key, images: jax.Array, transform: str, values, *, config,
-                  model_state=None) -> float:
+                  model_state=None, sets: str = "own") -> float:
   """Table 1's measure: the mean over `values` and images of ||code(x) - code(T_v(x))||, x an untransformed image.
 
-  Each code is taken with sets drawn from its own distribution (the base images, or the images under T_v).
+  The code of x is taken with sets of the base images; that of T_v(x) with sets of the images under T_v
+  (sets="own", Table 1's measure) or of the base images too (sets="base": only the query shows the
+  transformation, so the difference between the two says how far the set undoes it). Every code gets fresh sets.
   """
+  if sets not in SET_SOURCES:
+    raise ValueError(f"sets={sets!r}: expected one of {SET_SOURCES}")
   embed_ = functools.partial(embed, model, params, config=config, model_state=model_state)
-  base = embed_(key, transformed(images, transform, (BASE_VALUES[transform],))[0])
-  distances = [jnp.mean(jnp.linalg.norm(embed_(jax.random.fold_in(key, i + 1), flat)
+  base_images = transformed(images, transform, (BASE_VALUES[transform],))[0]
+  base = embed_(key, base_images)
+  set_images = base_images if sets == "base" else None
+  distances = [jnp.mean(jnp.linalg.norm(embed_(jax.random.fold_in(key, i + 1), flat, set_images=set_images)
                                         - base, axis=-1))
                for i, flat in enumerate(transformed(images, transform, values))]
   return float(jnp.mean(jnp.stack(distances)))
+
+
+def code_spread(model, params, key, images: jax.Array, *, config, model_state=None) -> float:
+  """The mean ||code(x) - code(x')|| between each untransformed image and the one before it (sets of the
+  images themselves): the scale against which Table 1's distances read."""
+  codes = embed(model, params, key, images.reshape(images.shape[0], -1), config=config, model_state=model_state)
+  return float(jnp.mean(jnp.linalg.norm(codes - jnp.roll(codes, 1, axis=0), axis=-1)))
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:

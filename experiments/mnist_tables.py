@@ -33,6 +33,7 @@ from meta_amortized.training import init_train_state
 PAPER_TABLE2 = {"rotate": {"meta_vae": 0.885, "vhe_vampprior": 0.830, "vhe": 0.793},
                 "scale": {"meta_vae": 0.893, "vhe_vampprior": 0.767, "vhe": 0.463},
                 "shear": {"meta_vae": 0.844, "vhe_vampprior": 0.679, "vhe": 0.602}}
+TABLE1_COLUMNS = ("rotate", "scale", "shear")
 PAPER_TABLE1 = {"rotate": (1.65, 4.44, 4.09), "scale": (5.44, 2.16, 4.92), "shear": (3.79, 4.89, 1.47)}
 
 
@@ -162,15 +163,31 @@ def table2(config, found) -> str:
   return "\n".join(lines)
 
 
+def code_distances(model, params, images: jax.Array, run: ml_collections.ConfigDict, *, sets: str) -> list[float]:
+  """A row of Table 1: `invariance.code_distance` of images under each of TABLE1_COLUMNS' grids."""
+  return [invariance.code_distance(model, params, jax.random.key(i), images, column, transforms.VALUES[column],
+                                   config=run, sets=sets)
+          for i, column in enumerate(TABLE1_COLUMNS)]
+
+
 def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
-  """Code distances of the MetaVAE amortized over each transformation (rows) under each transformation (columns):
-  the markdown table and {row: distances} of the trained rows."""
+  """Code distances of the MetaVAE amortized over each transformation (rows) under each transformation (columns),
+  with each code's sets from its own distribution (Table 1) and, second, with every set from the untransformed
+  images, beside the distance that fresh sets alone make and the distance between different images: the markdown
+  tables and {row: Table 1's distances} of the trained rows."""
   data = mnist.load_mnist(pathlib.Path(config.run.data.data_dir).expanduser(), manual_dir=config.run.data.manual_dir,
                           num_examples={"test": config.table1_images})
   images = jnp.asarray(data["test"][0])
-  lines = [f"Mean L2 distance between the code of one of {config.table1_images} test images and the codes of its "
-           f"transformed versions (all values of the column's grid); MetaVAEs of the {config.table1_split} split.", "",
-           "| amortized over \\ applied | rotate | scale | shear | paper |", "|---|---|---|---|---|"]
+  own = [f"Mean L2 distance between the code of one of {config.table1_images} test images and the codes of its "
+         f"transformed versions (all values of the column's grid), each code with sets of its own distribution; "
+         f"MetaVAEs of the {config.table1_split} split.", "",
+         "| amortized over \\ applied | rotate | scale | shear | paper |", "|---|---|---|---|---|"]
+  base = ["The same distances with the sets of every code drawn from the untransformed images (only the query is "
+          "transformed; where these exceed the ones above, the set undoes part of the transformation), the "
+          "distance between two codes of the same untransformed image with fresh sets, and that between the codes "
+          "of different untransformed images.", "",
+          "| amortized over \\ applied | rotate | scale | shear | fresh sets only | different images |",
+          "|---|---|---|---|---|---|"]
   rows = {}
   for row in config.transforms:
     cell = workdir / row / config.table1_split / "meta_vae"
@@ -182,15 +199,18 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
                               jax.random.key(0))
     state = trainer.restore_latest(cell / "checkpoints" / "meta_vae", template)
     if state is None:
-      lines.append(f"| {row} | not trained | | | |")
+      own.append(f"| {row} | not trained | | | |")
+      base.append(f"| {row} | not trained | | | | |")
       continue
-    distances = [invariance.code_distance(model, state.params, jax.random.key(i), images, column,
-                                          transforms.VALUES[column], config=run)
-                 for i, column in enumerate(("rotate", "scale", "shear"))]
-    rows[row] = distances
+    rows[row] = code_distances(model, state.params, images, run, sets="own")
+    fresh_sets = invariance.code_distance(model, state.params, jax.random.key(len(TABLE1_COLUMNS)), images, "rotate",
+                                          (invariance.BASE_VALUES["rotate"],), config=run)
+    spread = invariance.code_spread(model, state.params, jax.random.key(len(TABLE1_COLUMNS) + 1), images, config=run)
     paper = " / ".join(str(v) for v in PAPER_TABLE1[row])
-    lines.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in distances) + f" | {paper} |")
-  return "\n".join(lines) + "\n", rows
+    own.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in rows[row]) + f" | {paper} |")
+    base_sets = code_distances(model, state.params, images, run, sets="base")
+    base.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in base_sets) + f" | {fresh_sets:.2f} | {spread:.2f} |")
+  return "\n".join(own + [""] + base) + "\n", rows
 
 
 def bar_charts(config, found, table1_rows: dict[str, list[float]], workdir: pathlib.Path) -> None:
@@ -213,7 +233,7 @@ def bar_charts(config, found, table1_rows: dict[str, list[float]], workdir: path
       ax.set_ylabel("mean unseen accuracy")
       ax.legend(fontsize=7)
   with figure(workdir / "table1_bars.png", figsize=(5, 3.2)) as (_, ax):
-    for j, column in enumerate(("rotate", "scale", "shear")):
+    for j, column in enumerate(TABLE1_COLUMNS):
       ax.bar([i + j * 0.27 for i in range(len(table1_rows))], [d[j] for d in table1_rows.values()], 0.27,
              label=f"applied: {column}")
     ax.set_xticks([i + 0.27 for i in range(len(table1_rows))], [f"amortized over {r}" for r in table1_rows])

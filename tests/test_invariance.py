@@ -1,5 +1,6 @@
 """The MNIST transformation-invariance experiment end to end on its quick config, for every model."""
 
+import functools
 import json
 import math
 
@@ -78,6 +79,34 @@ def test_code_distance_is_zero_for_an_invariant_code_and_positive_otherwise():
   assert invariance.code_distance(model, None, jax.random.key(1), images, "scale", (0.5, 1.9), config=config) > 10.0
 
 
+def test_code_spread_is_the_mean_distance_between_the_codes_of_neighbouring_images():
+  images = jax.random.uniform(jax.random.key(0), (20, 28, 28))
+  config = mnist_rotate.get_config("quick")
+  config.eval_batch_size = 10
+  masses = jnp.sum(images, axis=(1, 2))
+  assert invariance.code_spread(_PixelMass(), None, jax.random.key(1), images, config=config) == pytest.approx(
+      float(jnp.mean(jnp.abs(masses - jnp.roll(masses, 1)))), rel=1e-5)
+
+
+class _SetMass:
+  """A stand-in model whose code is the mean grey level of its set, whatever the query."""
+
+  def encode(self, params, key, sets, queries):
+    return jnp.mean(sets, axis=(-2, -1))[:, None]
+
+
+def test_code_distance_takes_the_sets_from_the_distribution_asked_for():
+  images = jax.random.uniform(jax.random.key(0), (10, 28, 28))
+  config = mnist_rotate.get_config("quick")
+  config.eval_batch_size, config.set_size = 5, 10  # every set holds all 10 images: its mean is exact
+  distance = functools.partial(invariance.code_distance, _SetMass(), None, jax.random.key(1), images, "scale", (1.9,),
+                               config=config)
+  assert distance(sets="base") == pytest.approx(0.0, abs=1e-6)
+  assert distance(sets="own") > 0.1  # scale 1.9 shrinks the images into black padding: darker sets
+  with pytest.raises(ValueError, match="sets='other'"):
+    distance(sets="other")
+
+
 def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mnist_data_dir):
   from experiments import mnist_tables
   from experiments.configs import mnist_tables as tables_config
@@ -91,8 +120,9 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
     _check_rotation_results(tmp_path / "rotate" / "sparse" / model, model, config.run.num_steps)
   table2 = (tmp_path / "table2.md").read_text()
   assert "| rotate | " in table2 and "(20 steps)" in table2 and "0.885 / 0.83 / 0.793" in table2
-  row = next(line for line in (tmp_path / "table1.md").read_text().splitlines() if line.startswith("| rotate"))
-  distances = [float(v) for v in row.split("|")[2:5]]
+  own_sets, base_sets = [line for line in (tmp_path / "table1.md").read_text().splitlines()
+                          if line.startswith("| rotate")]
+  distances = [float(v) for v in own_sets.split("|")[2:5]] + [float(v) for v in base_sets.split("|")[2:7]]
   assert all(math.isfinite(d) and d >= 0 for d in distances)
   for figure in ("figure7_sparse.png", "table2_bars.png", "table1_bars.png", "accuracy_vs_steps.png"):
     assert (tmp_path / figure).stat().st_size > 0
