@@ -8,7 +8,8 @@ With run_missing, a cell is first trained and evaluated (`invariance.run`, resum
 run.num_steps that lies past its last evaluation: a cell without results starts, one evaluated at fewer steps
 resumes from its checkpoint, and every evaluation stays in the cell's results_at_step_<N>.json. Writes
 DIR/table2.md (mean unseen accuracy, with the paper's numbers), DIR/table1.md (mean code distance between a test
-image and its transformed versions, for the MetaVAE amortized over each transformation), DIR/figure7_<split>.png,
+image and its transformed versions, for the MetaVAE amortized over each transformation; again with every set drawn
+from the untransformed images, beside the distances that fresh sets and different images make), DIR/figure7_<split>.png,
 bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png), the accuracy of every cell against its
 training steps (DIR/accuracy_vs_steps.md and .png), and the wall-clock minutes behind each cell (DIR/wall_times.md).
 """
