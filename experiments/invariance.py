@@ -244,9 +244,7 @@ def unseen_meta_elbo(params, key, images: jax.Array, decoder_index, *, model, se
 
 
 BASE_VALUES = {"rotate": 0.0, "scale": 1.0, "shear": 0.0}
-
-
-SET_SOURCES = ("own", "base")
+SET_SOURCES = ("own", "base")  # where code_distance draws the sets of the transformed images from
 
 
 def code_distance(model, params, key, images: jax.Array, transform: str, values, *, config,

@@ -105,6 +105,9 @@ def test_code_distance_takes_the_sets_from_the_distribution_asked_for():
   assert distance(sets="own") > 0.1  # scale 1.9 shrinks the images into black padding: darker sets
   with pytest.raises(ValueError, match="sets='other'"):
     distance(sets="other")
+  config.model = "ns"  # the NS encodes each chunk with itself as the set: no other set to take
+  with pytest.raises(ValueError, match="config.model='ns'"):
+    invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, set_images=images)
 
 
 def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mnist_data_dir):
