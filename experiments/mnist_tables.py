@@ -204,6 +204,7 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
       base.append(f"| {row} | not trained | | | | |")
       continue
     rows[row] = code_distances(model, state.params, images, run, sets="own")
+    # The identity (a rotation by 0) under code_distance: each image against itself, only the sets redrawn.
     fresh_sets = invariance.code_distance(model, state.params, jax.random.key(len(TABLE1_COLUMNS)), images, "rotate",
                                           (invariance.BASE_VALUES["rotate"],), config=run)
     spread = invariance.code_spread(model, state.params, jax.random.key(len(TABLE1_COLUMNS) + 1), images, config=run)
