@@ -70,5 +70,15 @@ def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,
 
 
 def as_float(x: jax.Array) -> jax.Array:
-  """Integer data (uint8 pixels) as float32; floating data (float32, or bfloat16 under mixed precision) as is."""
-  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+  """Observations for a likelihood: floating data (float32, or bfloat16 under mixed precision) as is, boolean
+  (binarised) data as float32.
+
+  Raises:
+    TypeError: integer data, such as uint8 pixels in 0..255, which a Bernoulli likelihood of grey levels in
+      [0, 1] would score without complaint; scale them first (`x / 255`).
+  """
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return x
+  if x.dtype == jnp.bool_:
+    return x.astype(jnp.float32)
+  raise TypeError(f"observations must be floating (grey levels in [0, 1]) or boolean; got dtype {x.dtype}")

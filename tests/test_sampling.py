@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meta_amortized.sampling import sample_meta_batch, sample_without_replacement
+from meta_amortized.sampling import as_float, sample_meta_batch, sample_without_replacement
 
 
 def test_sample_without_replacement_distinct_in_range_and_uniform():
@@ -38,3 +38,11 @@ def test_meta_batch_shares_queries_and_draws_sets_within_each_distribution():
   np.testing.assert_array_equal(sets[..., 0], np.arange(3)[:, None, None] * np.ones((8, 6)))
   assert all(len(set(np.asarray(s))) == 6 for s in sets[..., 1].reshape(-1, 6))
   assert not np.array_equal(sets[0, ..., 1], sets[1, ..., 1])  # independent sets per distribution
+
+
+def test_as_float_keeps_floats_casts_booleans_and_refuses_integer_pixels():
+  grey = jnp.array([0.0, 0.5, 1.0], jnp.bfloat16)
+  assert as_float(grey).dtype == jnp.bfloat16
+  np.testing.assert_array_equal(as_float(jnp.array([True, False])), [1.0, 0.0])
+  with pytest.raises(TypeError, match="got dtype uint8"):
+    as_float(jnp.array([0, 128, 255], jnp.uint8))
