@@ -7,7 +7,8 @@ other axes free, and the models are the conv ones (`meta_amortized.conv`, batch 
 The model trains with the shared jitted step (query batch and sets drawn on the device, distributions
 vmapped); the final checkpoint is evaluated (no checkpoint selection). For each unseen value, the codes
 of its training images (each query with a set of `set_size` images of the same distribution's training
-split) fit the probe, and the codes of its test images (sets from its test split) score it.
+split) fit the probe, and the codes of its test images (sets from its test split) score it. The test codes'
+`probe.code_geometry` (class separation, participation ratio) is reported beside the accuracy.
 
 `meta_vae_iterative` (MNIST only) is the MetaVAE with an iterative meta-inference network
 (`metavae.IterativeMetaVAE`, not in either paper). Its refinement needs a decoder, and an unseen distribution has
@@ -306,6 +307,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   fit_probe = functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
                                 tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations)
   accuracies, iterations, gradient_norms, decoder_values, unseen_elbos, elbo_curves = [], [], [], [], [], []
+  separations, participations = [], []
   for i in range(len(unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
@@ -329,12 +331,16 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     accuracies.append(float(probe.probe_accuracy(fit, codes[1], test_labels)))
     iterations.append(int(fit.iterations))
     gradient_norms.append(float(fit.gradient_norm))
+    geometry = probe.code_geometry(codes[1], test_labels, num_classes=meta.num_classes)
+    separations.append(float(geometry.class_separation))
+    participations.append(float(geometry.participation_ratio))
 
   results = {"model": config.model, "split": config.split, "transform": config.transform,
              "unseen_values": list(unseen_values), "test_accuracy": accuracies,
              "mean_test_accuracy": float(np.mean(accuracies)), "training_values": list(train_values),
              "train_steps": int(state.step), "probe_iterations": iterations,
-             "probe_gradient_norms": gradient_norms}
+             "probe_gradient_norms": gradient_norms, "code_class_separation": separations,
+             "code_participation_ratio": participations}
   if choose_decoder:
     results.update({"unseen_decoder_values": decoder_values, "unseen_elbo": unseen_elbos,
                     "mean_unseen_elbo": float(np.mean(unseen_elbos)),

@@ -28,6 +28,11 @@ class ProbeFit(NamedTuple):
   gradient_norm: jax.Array
 
 
+def _check_features(features: jax.Array, labels: jax.Array) -> None:
+  if features.ndim != 2 or labels.shape != features.shape[:1]:
+    raise ValueError(f"features must be (N, D) and labels (N,); got {features.shape} and {labels.shape}")
+
+
 def probe_objective(params: dict, features: jax.Array, labels: jax.Array, *, inverse_l2: float) -> jax.Array:
   """Mean cross-entropy plus |W|^2 / (2 C N): scikit-learn's L2 logistic regression divided by N (bias unpenalised)."""
   logits = features @ params["weights"] + params["bias"]
@@ -46,8 +51,7 @@ def fit_linear_probe(features: jax.Array, labels: jax.Array, *, num_classes: int
     >>> fit = fit_linear_probe(train_codes, train_labels, num_classes=10)      # (N, D), (N,)
     >>> accuracy = probe_accuracy(fit, test_codes, test_labels)
   """
-  if features.ndim != 2 or labels.shape != features.shape[:1]:
-    raise ValueError(f"features must be (N, D) and labels (N,); got {features.shape} and {labels.shape}")
+  _check_features(features, labels)
   params = {"weights": jnp.zeros((features.shape[1], num_classes), features.dtype),
             "bias": jnp.zeros((num_classes,), features.dtype)}
   objective = lambda p: probe_objective(p, features, labels, inverse_l2=inverse_l2)
@@ -74,3 +78,32 @@ def fit_linear_probe(features: jax.Array, labels: jax.Array, *, num_classes: int
 def probe_accuracy(fit: ProbeFit, features: jax.Array, labels: jax.Array) -> jax.Array:
   """Fraction of (N, D) features whose predicted class equals the label."""
   return jnp.mean(jnp.argmax(features @ fit.weights + fit.bias, axis=-1) == labels)
+
+
+class CodeGeometry(NamedTuple):
+  """How the classes lie in a set of codes: what the probe's accuracy reads, as two numbers."""
+
+  class_separation: jax.Array  # between-class over within-class variance
+  participation_ratio: jax.Array  # effective number of dimensions the codes spread over
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def code_geometry(features: jax.Array, labels: jax.Array, *, num_classes: int) -> CodeGeometry:
+  """The class separation and the participation ratio of (N, D) features with (N,) integer labels.
+
+  class_separation = sum_c n_c ||m_c - m||^2 / sum_i ||x_i - m_{y_i}||^2 (m_c the class means, m the overall mean):
+  how much of the features' spread is between the classes. participation_ratio = tr(S)^2 / tr(S^2) of their
+  covariance S: D for isotropic features, 1 for features on a line. Training that adds within-class detail to the
+  codes lowers the first and raises the second.
+
+  Example:
+    >>> geometry = code_geometry(test_codes, test_labels, num_classes=10)      # (N, D), (N,)
+  """
+  _check_features(features, labels)
+  centred = features - jnp.mean(features, axis=0)
+  one_hot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)  # (N, C)
+  class_means = (one_hot.T @ centred) / jnp.maximum(jnp.sum(one_hot, axis=0), 1.0)[:, None]  # (C, D)
+  between = jnp.sum((one_hot @ class_means) ** 2)
+  within = jnp.sum((centred - one_hot @ class_means) ** 2)
+  covariance = centred.T @ centred / features.shape[0]
+  return CodeGeometry(between / within, jnp.trace(covariance) ** 2 / jnp.sum(covariance**2))

@@ -18,6 +18,9 @@ def _check_rotation_results(workdir, model, num_steps):
   assert results["model"] == model and results["split"] == "sparse" and results["transform"] == "rotate"
   assert len(results["unseen_values"]) == 13 == len(results["test_accuracy"])
   assert all(0.0 <= a <= 1.0 for a in results["test_accuracy"])
+  assert len(results["code_class_separation"]) == 13 and all(s > 0.0 for s in results["code_class_separation"])
+  latent_dim = mnist_rotate.get_config("quick").latent_dim
+  assert all(1.0 <= r <= latent_dim + 1e-4 for r in results["code_participation_ratio"])
   assert math.isclose(results["mean_test_accuracy"], sum(results["test_accuracy"]) / 13)
   assert results["train_steps"] == num_steps
   assert (workdir / "accuracy.png").stat().st_size > 0

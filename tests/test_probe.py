@@ -39,3 +39,24 @@ def test_probe_accuracy_on_separable_and_random_labels():
 def test_probe_rejects_mismatched_shapes():
   with pytest.raises(ValueError, match=r"features must be \(N, D\) and labels \(N,\); got \(5, 3\) and \(4,\)"):
     probe.fit_linear_probe(jnp.zeros((5, 3)), jnp.zeros((4,), jnp.int32), num_classes=2)
+
+
+def test_code_geometry_matches_its_closed_forms():
+  # Class c at centre 3 c e_0 plus the points +-s e_j for every axis j: class means exactly the centres, each point
+  # s^2 from its class mean, so between / within = mean_c ||3 c e_0 - 4.5 e_0||^2 / s^2 = 11.25 / s^2 (four classes).
+  dim, s = 5, 0.5
+  offsets = jnp.concatenate([s * jnp.eye(dim), -s * jnp.eye(dim)])  # (2D, D)
+  centres = 3.0 * jnp.arange(4.0)[:, None] * jnp.eye(dim)[0]
+  features = (centres[:, None, :] + offsets).reshape(-1, dim)
+  labels = jnp.repeat(jnp.arange(4), 2 * dim)
+  geometry = probe.code_geometry(features, labels, num_classes=4)
+  assert float(geometry.class_separation) == pytest.approx(11.25 / s**2, rel=1e-5)
+  # Covariance: s^2 / D on every axis, plus the centres' variance 11.25 on axis 0.
+  variances = jnp.full(dim, s**2 / dim).at[0].add(11.25)
+  assert float(geometry.participation_ratio) == pytest.approx(float(variances.sum() ** 2 / jnp.sum(variances**2)),
+                                                              rel=1e-5)
+  isotropic = probe.code_geometry(offsets, jnp.zeros(2 * dim, jnp.int32), num_classes=1)
+  assert float(isotropic.participation_ratio) == pytest.approx(dim, rel=1e-5)
+  assert float(isotropic.class_separation) == pytest.approx(0.0, abs=1e-6)
+  with pytest.raises(ValueError, match=r"features must be \(N, D\) and labels \(N,\); got \(5,\) and \(5,\)"):
+    probe.code_geometry(jnp.zeros(5), jnp.zeros(5, jnp.int32), num_classes=2)
