@@ -93,8 +93,8 @@ def code_geometry(features: jax.Array, labels: jax.Array, *, num_classes: int) -
 
   class_separation = sum_c n_c ||m_c - m||^2 / sum_i ||x_i - m_{y_i}||^2 (m_c the class means, m the overall mean):
   how much of the features' spread is between the classes. participation_ratio = tr(S)^2 / tr(S^2) of their
-  covariance S: D for isotropic features, 1 for features on a line. Training that adds within-class detail to the
-  codes lowers the first and raises the second.
+  covariance S: D for isotropic features, 1 for features on a line. Within-class variation added along new
+  directions lowers the first and raises the second. Labels must lie in [0, num_classes) (not checked: traced).
 
   Example:
     >>> geometry = code_geometry(test_codes, test_labels, num_classes=10)      # (N, D), (N,)
