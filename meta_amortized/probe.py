@@ -103,7 +103,8 @@ def code_geometry(features: jax.Array, labels: jax.Array, *, num_classes: int) -
   centred = features - jnp.mean(features, axis=0)
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)  # (N, C)
   class_means = (one_hot.T @ centred) / jnp.maximum(jnp.sum(one_hot, axis=0), 1.0)[:, None]  # (C, D)
-  between = jnp.sum((one_hot @ class_means) ** 2)
-  within = jnp.sum((centred - one_hot @ class_means) ** 2)
+  own_class_means = one_hot @ class_means  # (N, D): each feature's class mean
+  between = jnp.sum(own_class_means**2)
+  within = jnp.sum((centred - own_class_means) ** 2)
   covariance = centred.T @ centred / features.shape[0]
   return CodeGeometry(between / within, jnp.trace(covariance) ** 2 / jnp.sum(covariance**2))
