@@ -20,6 +20,7 @@ of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each u
 
 from __future__ import annotations
 
+import collections
 import functools
 import pathlib
 import time
@@ -51,7 +52,7 @@ from meta_amortized.networks import (
   SummaryNetwork,
 )
 from meta_amortized.sampling import as_float, sample_without_replacement
-from meta_amortized.training import mixed_precision
+from meta_amortized.training import TrainState, mixed_precision
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative")
 META_VAES = ("meta_vae", "meta_vae_iterative")
@@ -275,7 +276,76 @@ def code_spread(model, params, key, images: jax.Array, *, config, model_state=No
   return float(jnp.mean(jnp.linalg.norm(codes - jnp.roll(codes, 1, axis=0), axis=-1)))
 
 
+def borrows_decoders(config: ml_collections.ConfigDict) -> bool:
+  """Whether the model is an MLP MetaVAE, whose decoders belong to the training values: each unseen value borrows
+  the one whose training distribution has the nearest mean summary (the conv MetaVAE's codes need no decoder)."""
+  return config.model in META_VAES and config.dataset == "mnist"
+
+
+def _summary_key(config: ml_collections.ConfigDict, index: int) -> jax.Array:
+  """The key of the sets behind distribution `index`'s mean summary: training ones first, then the unseen ones."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 2), index)
+
+
+def training_summaries(model, params, train: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  """(K, S): the mean summary h(D) of each training distribution (`train`: (K, M, D)), for `evaluate`."""
+  return jnp.stack([mean_summary(params, _summary_key(config, k), images, model=model, set_size=config.set_size,
+                                 num_sets=config.summary_sets) for k, images in enumerate(train)])
+
+
+def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.ConfigDict,
+             train_summaries: jax.Array | None = None) -> dict:
+  """The evaluation fields of results.json: for every unseen value the probe's accuracy and convergence and the
+  test codes' geometry; for the MLP MetaVAEs (given `training_summaries`) also the decoder each unseen value
+  borrows and its MetaELBO under it. `meta.train` is not used (and may be None, to free it)."""
+  if borrows_decoders(config) != (train_summaries is not None):
+    raise ValueError(f"config.model={config.model!r} on {config.dataset!r} "
+                     f"{'needs' if borrows_decoders(config) else 'takes no'} train_summaries")
+  eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  fit_probe = functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
+                                tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations)
+  fields, elbo_curves = collections.defaultdict(list), []
+  for i in range(len(meta.unseen_values)):
+    value_key = jax.random.fold_in(eval_key, i)
+    (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
+    decoder_index = None
+    if train_summaries is not None:
+      summary = mean_summary(state.params, _summary_key(config, len(meta.train_values) + i), train_images, model=model,
+                              set_size=config.set_size, num_sets=config.summary_sets)
+      decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
+      fields["unseen_decoder_values"].append(meta.train_values[decoder_index])
+      score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
+                                decoder_index, model=model, set_size=config.set_size,
+                                num_queries=min(config.unseen_elbo_examples, test_images.shape[0]))
+      if config.model == "meta_vae_iterative":  # refined past the T of training; step T is the MetaELBO
+        elbo_curves.append(jnp.mean(score(num_steps=config.eval_refinements), axis=-1))
+        fields["unseen_elbo"].append(float(elbo_curves[-1][config.num_refinements]))
+      else:
+        fields["unseen_elbo"].append(float(jnp.mean(score())))
+    train_codes, test_codes = (embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
+                                     model_state=state.model_state, decoder_index=decoder_index)
+                               for j, images in enumerate((train_images, test_images)))
+    fit = fit_probe(train_codes, train_labels)
+    geometry = probe.code_geometry(test_codes, test_labels, num_classes=meta.num_classes)
+    fields["test_accuracy"].append(float(probe.probe_accuracy(fit, test_codes, test_labels)))
+    fields["probe_iterations"].append(int(fit.iterations))
+    fields["probe_gradient_norms"].append(float(fit.gradient_norm))
+    fields["code_class_separation"].append(float(geometry.class_separation))
+    fields["code_participation_ratio"].append(float(geometry.participation_ratio))
+
+  accuracies = fields.pop("test_accuracy")
+  results = {"test_accuracy": accuracies, "mean_test_accuracy": float(np.mean(accuracies)), **fields}
+  if train_summaries is not None:
+    results.update({"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),
+                    "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
+  if elbo_curves:
+    results["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(elbo_curves), axis=0)]
+  return results
+
+
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+  """Trains (or resumes) the model of `config` in `workdir`, evaluates it on the unseen values and writes
+  results.json (also as results_at_step_<step>.json), wall_times.jsonl and accuracy.png; returns the results."""
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
   started = time.monotonic()
@@ -294,59 +364,11 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(meta.train,),
                       stateful=stateful, has_gradients=has_gradients)
   evaluation_started = time.monotonic()
-  train_values, unseen_values = meta.train_values, meta.unseen_values
-  summarize = functools.partial(mean_summary, model=model, set_size=config.set_size, num_sets=config.summary_sets)
-  summary_key = jax.random.fold_in(jax.random.key(config.seed), 2)
-  choose_decoder = config.model in META_VAES and not stateful  # MLP MetaVAEs: a decoder for each unseen one
-  if choose_decoder:
-    train_summaries = jnp.stack([summarize(state.params, jax.random.fold_in(summary_key, k), images)
-                                 for k, images in enumerate(meta.train)])
+  train_summaries = training_summaries(model, state.params, meta.train, config) if borrows_decoders(config) else None
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
-
-  eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  fit_probe = functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
-                                tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations)
-  accuracies, iterations, gradient_norms, decoder_values, unseen_elbos, elbo_curves = [], [], [], [], [], []
-  separations, participations = [], []
-  for i in range(len(unseen_values)):
-    value_key = jax.random.fold_in(eval_key, i)
-    (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
-    decoder_index = None
-    if choose_decoder:
-      summary = summarize(state.params, jax.random.fold_in(summary_key, len(train_values) + i), train_images)
-      decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
-      decoder_values.append(train_values[decoder_index])
-      score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
-                                decoder_index, model=model, set_size=config.set_size,
-                                num_queries=min(config.unseen_elbo_examples, test_images.shape[0]))
-      if config.model == "meta_vae_iterative":  # refined past the T of training; step T is the MetaELBO
-        elbo_curves.append(jnp.mean(score(num_steps=config.eval_refinements), axis=-1))
-        unseen_elbos.append(float(elbo_curves[-1][config.num_refinements]))
-      else:
-        unseen_elbos.append(float(jnp.mean(score())))
-    codes = [embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
-                   model_state=state.model_state, decoder_index=decoder_index)
-             for j, images in enumerate((train_images, test_images))]
-    fit = fit_probe(codes[0], train_labels)
-    accuracies.append(float(probe.probe_accuracy(fit, codes[1], test_labels)))
-    iterations.append(int(fit.iterations))
-    gradient_norms.append(float(fit.gradient_norm))
-    geometry = probe.code_geometry(codes[1], test_labels, num_classes=meta.num_classes)
-    separations.append(float(geometry.class_separation))
-    participations.append(float(geometry.participation_ratio))
-
   results = {"model": config.model, "split": config.split, "transform": config.transform,
-             "unseen_values": list(unseen_values), "test_accuracy": accuracies,
-             "mean_test_accuracy": float(np.mean(accuracies)), "training_values": list(train_values),
-             "train_steps": int(state.step), "probe_iterations": iterations,
-             "probe_gradient_norms": gradient_norms, "code_class_separation": separations,
-             "code_participation_ratio": participations}
-  if choose_decoder:
-    results.update({"unseen_decoder_values": decoder_values, "unseen_elbo": unseen_elbos,
-                    "mean_unseen_elbo": float(np.mean(unseen_elbos)),
-                    "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
-  if elbo_curves:
-    results["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(elbo_curves), axis=0)]
+             "unseen_values": list(meta.unseen_values), **evaluate(model, state, meta, config, train_summaries),
+             "training_values": list(meta.train_values), "train_steps": int(state.step)}
   # Beside the training windows' seconds that trainer.fit logs; apart from results.json, which stays reproducible.
   trainer.MetricsLog(workdir / "wall_times.jsonl", config.model).write(results["train_steps"], {
       "data_seconds": data_seconds, "evaluation_seconds": time.monotonic() - evaluation_started,
@@ -355,10 +377,10 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   # Runs resume: rerunning a workdir with a larger num_steps extends it, and these files keep the curve.
   trainer.write_results(workdir, results, f"results_at_step_{results['train_steps']}.json")
   with figure(workdir / "accuracy.png", figsize=(6, 3.2)) as (_, ax):
-    ax.plot(unseen_values, accuracies, "o-", label=config.model)
-    for value in train_values:
+    ax.plot(results["unseen_values"], results["test_accuracy"], "o-", label=config.model)
+    for value in results["training_values"]:
       ax.axvline(value, color="gray", alpha=0.3)
     ax.set_xlabel(f"{config.transform} value (grey: training values)")
     ax.set_ylabel("linear-probe test accuracy")
-    ax.set_title(f"{config.transform}, {config.split} split: mean {np.mean(accuracies):.3f}", fontsize=9)
+    ax.set_title(f"{config.transform}, {config.split} split: mean {results['mean_test_accuracy']:.3f}", fontsize=9)
   return results

@@ -3,6 +3,7 @@
 import functools
 import json
 import math
+import types
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,33 @@ def test_code_distance_takes_the_sets_from_the_distribution_asked_for():
   config.model = "ns"  # the NS encodes each chunk with itself as the set: no other set to take
   with pytest.raises(ValueError, match="config.model='ns'"):
     invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, set_images=images)
+
+
+class _LabelCode:
+  """A stand-in model whose code is the query's first 10 pixels, where the test below writes its label."""
+
+  def encode(self, params, key, sets, queries):
+    return queries[:, :10]
+
+
+def test_evaluate_reads_a_code_that_carries_the_label():
+  labels = jnp.arange(200) % 10
+  images = jax.random.uniform(jax.random.key(0), (200, 784)).at[:, :10].add(5.0 * jax.nn.one_hot(labels, 10))
+  halves = (images[:100], labels[:100]), (images[100:], labels[100:])
+  meta = invariance.MetaSplit(None, (0.0,), (10.0, 20.0), lambda i: halves, num_classes=10)
+  state = types.SimpleNamespace(params=None, model_state=None)
+  config = mnist_rotate.get_config("quick")
+  config.model = "vhe"
+  results = invariance.evaluate(_LabelCode(), state, meta, config)
+  assert results["test_accuracy"] == [1.0, 1.0] and results["mean_test_accuracy"] == 1.0
+  # Class means 5 apart along each one-hot axis against uniform noise of variance 1/12 in every code dimension.
+  assert all(s > 10.0 for s in results["code_class_separation"])
+  assert "unseen_elbo" not in results  # only a MetaVAE borrows a decoder
+  with pytest.raises(ValueError, match="config.model='vhe' on 'mnist' takes no train_summaries"):
+    invariance.evaluate(_LabelCode(), state, meta, config, jnp.zeros((1, 3)))
+  config.model = "meta_vae"
+  with pytest.raises(ValueError, match="config.model='meta_vae' on 'mnist' needs train_summaries"):
+    invariance.evaluate(_LabelCode(), state, meta, config)
 
 
 def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mnist_data_dir):
