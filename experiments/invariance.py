@@ -296,8 +296,8 @@ def training_summaries(model, params, train: jax.Array, config: ml_collections.C
 def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.ConfigDict,
              train_summaries: jax.Array | None = None) -> dict:
   """The evaluation fields of results.json: for every unseen value the probe's accuracy and convergence and the
-  test codes' geometry; for the MLP MetaVAEs (given `training_summaries`) also the decoder each unseen value
-  borrows and its MetaELBO under it. `meta.train` is not used (and may be None, to free it)."""
+  test codes' geometry; for the MLP MetaVAEs (given `train_summaries`, from `training_summaries`) also the decoder
+  each unseen value borrows and its MetaELBO under it. `meta.train` is not used (and may be None, to free it)."""
   if borrows_decoders(config) != (train_summaries is not None):
     raise ValueError(f"config.model={config.model!r} on {config.dataset!r} "
                      f"{'needs' if borrows_decoders(config) else 'takes no'} train_summaries")
