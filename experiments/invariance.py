@@ -282,15 +282,15 @@ def borrows_decoders(config: ml_collections.ConfigDict) -> bool:
   return config.model in META_VAES and config.dataset == "mnist"
 
 
-def _summary_key(config: ml_collections.ConfigDict, index: int) -> jax.Array:
-  """The key of the sets behind distribution `index`'s mean summary: training ones first, then the unseen ones."""
-  return jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 2), index)
+def _distribution_summary(model, params, images: jax.Array, index: int, config: ml_collections.ConfigDict):
+  """`mean_summary` of distribution `index` (training ones first, then the unseen ones), each with its own sets."""
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 2), index)
+  return mean_summary(params, key, images, model=model, set_size=config.set_size, num_sets=config.summary_sets)
 
 
 def training_summaries(model, params, train: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
   """(K, S): the mean summary h(D) of each training distribution (`train`: (K, M, D)), for `evaluate`."""
-  return jnp.stack([mean_summary(params, _summary_key(config, k), images, model=model, set_size=config.set_size,
-                                 num_sets=config.summary_sets) for k, images in enumerate(train)])
+  return jnp.stack([_distribution_summary(model, params, images, k, config) for k, images in enumerate(train)])
 
 
 def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.ConfigDict,
@@ -310,8 +310,7 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
     decoder_index = None
     if train_summaries is not None:
-      summary = mean_summary(state.params, _summary_key(config, len(meta.train_values) + i), train_images, model=model,
-                              set_size=config.set_size, num_sets=config.summary_sets)
+      summary = _distribution_summary(model, state.params, train_images, len(meta.train_values) + i, config)
       decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
       fields["unseen_decoder_values"].append(meta.train_values[decoder_index])
       score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
