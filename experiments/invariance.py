@@ -67,6 +67,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "split", splits.SPLIT_NAMES)
   trainer.check_choice(config, "model", MODELS)
   trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
+  trainer.check_choice(config, "latent_prior", ("learned", "standard"))
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
@@ -116,7 +117,8 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
         kind="ns" if config.model == "ns" else "vhe",
         context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
         latent_posterior=LatentPosterior(config.hidden, config.latent_dim),
-        latent_prior=LatentPrior((config.hidden, config.hidden), config.latent_dim),
+        latent_prior=(LatentPrior((config.hidden, config.hidden), config.latent_dim)
+                      if config.latent_prior == "learned" else None),
         decoder=decoder,
         num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
         pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)

@@ -4,18 +4,20 @@ Both share the networks of `networks`: q(c | D), q(z | x, c), p(z | c), p(x | z,
 and follow their own papers' bounds (see `objectives.statistician_elbo` and
 `objectives.homoencoder_elbo`), not the original MetaVAE code's variants.
 Parameters are `{"context": ..., "latent_posterior": ..., "latent_prior": ...,
-"decoder": ...}` plus `"pseudo_inputs"` (P, N, D) for the VampPrior.
+"decoder": ...}` plus `"pseudo_inputs"` (P, N, D) for the VampPrior (no `"latent_prior"` when p(z | c) is
+fixed to N(0, I)).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from meta_amortized import objectives
-from meta_amortized.distributions import Bernoulli
+from meta_amortized.distributions import Bernoulli, DiagonalGaussian
 from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
 from meta_amortized.sampling import as_float, sample_meta_batch
 
@@ -27,13 +29,15 @@ class ContextLatentModel(NamedTuple):
     kind: "ns" (one set = a minibatch of one distribution, per-set bound) or "vhe" (a set of
       `set_size` per query).
     num_pseudo_sets: P > 0 gives the VHE a VampPrior over c of P pseudo-sets.
+    latent_prior: p(z | c); None fixes it to N(0, I), ignoring c, as the MetaVAE's prior over z (an
+      ablation, not in either paper).
     context_kl_weight: the VHE's weight on KL(q(c|D) || p(c)); None means 1/|D|.
   """
 
   kind: str = "vhe"
   context: ContextPosterior = ContextPosterior()
   latent_posterior: LatentPosterior = LatentPosterior()
-  latent_prior: LatentPrior = LatentPrior()
+  latent_prior: LatentPrior | None = LatentPrior()
   decoder: StatisticianDecoder = StatisticianDecoder()
   num_pseudo_sets: int = 0
   pseudo_set_size: int = 10
@@ -52,9 +56,10 @@ class ContextLatentModel(NamedTuple):
     params = {
         "context": self.context.init(keys[0], x[None]),
         "latent_posterior": self.latent_posterior.init(keys[1], x, c),
-        "latent_prior": self.latent_prior.init(keys[2], c),
         "decoder": self.decoder.init(keys[3], z, c),
     }
+    if self.latent_prior is not None:
+      params["latent_prior"] = self.latent_prior.init(keys[2], c)
     if self.num_pseudo_sets:
       # Initialised N(0.05, 0.01) and clipped to [0, 1], as the original.
       shape = (self.num_pseudo_sets, self.pseudo_set_size) + (observation_shape or (data_dim,))
@@ -81,13 +86,19 @@ class ContextLatentModel(NamedTuple):
     fns = dict(
         context_posterior_fn=lambda sets: self.context.apply(params["context"], sets),
         latent_posterior_fn=lambda x, c: self.latent_posterior.apply(params["latent_posterior"], x, c),
-        latent_prior_fn=lambda c: self.latent_prior.apply(params["latent_prior"], c),
+        latent_prior_fn=self._latent_prior_fn(params),
     )
     if self.num_pseudo_sets:
       pseudo = self.pseudo_inputs(params) if pseudo_inputs is None else pseudo_inputs
       pseudo_posteriors = self.context.apply(params["context"], pseudo)
       fns["context_prior"] = lambda c: objectives.vampprior_log_prob(c, pseudo_posteriors)
     return fns
+
+  def _latent_prior_fn(self, params: dict[str, Any]) -> Callable[[jax.Array], DiagonalGaussian]:
+    if self.latent_prior is None:
+      standard = jnp.zeros(self.latent_posterior.latent_dim)
+      return lambda c: DiagonalGaussian(standard, standard)
+    return lambda c: self.latent_prior.apply(params["latent_prior"], c)
 
   def per_element_bound(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array | None,
                         *, encoder_inputs: tuple[jax.Array, jax.Array | None] | None = None,

@@ -61,6 +61,10 @@ def test_invariance_config_errors_name_the_field(tmp_path):
   with pytest.raises(trainer.ConfigError, match=r"config.gradient_encoding='sign' is not allowed"):
     invariance.run(config, tmp_path)
   config = mnist_scale.get_config("quick")
+  config.latent_prior = "flat"
+  with pytest.raises(trainer.ConfigError, match=r"config.latent_prior='flat' .* \['learned', 'standard'\]"):
+    invariance.run(config, tmp_path)
+  config = mnist_scale.get_config("quick")
   config.data.num_train_examples = 70000
   with pytest.raises(trainer.ConfigError, match=r"config.data.num_train_examples=70000 .* \[1, 60000\]"):
     invariance.run(config, tmp_path)

@@ -11,12 +11,13 @@ from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPri
 from meta_amortized.training import init_train_state, make_train_step
 
 D = 12
+LATENT_PRIOR = LatentPrior((8,), 3)
 
 
-def _small(kind, **kwargs):
+def _small(kind, *, latent_prior=LATENT_PRIOR, **kwargs):
   return statistician.ContextLatentModel(
       kind=kind, context=ContextPosterior(hidden=8, context_dim=5), latent_posterior=LatentPosterior(8, 3),
-      latent_prior=LatentPrior((8,), 3), decoder=StatisticianDecoder(8, 16, D), **kwargs)
+      latent_prior=latent_prior, decoder=StatisticianDecoder(8, 16, D), **kwargs)
 
 
 @pytest.mark.parametrize("model", [_small("ns"), _small("vhe"), _small("vhe", num_pseudo_sets=4, pseudo_set_size=3)],
@@ -64,3 +65,20 @@ def test_vampprior_is_the_mixture_of_the_pseudo_set_posteriors():
 def test_unknown_kind_is_an_error():
   with pytest.raises(ValueError, match="unknown model kind 'vae'; expected 'ns' or 'vhe'"):
     statistician.ContextLatentModel(kind="vae").init(jax.random.key(0))
+
+
+def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero():
+  learned, standard = _small("vhe"), _small("vhe", latent_prior=None)
+  params = learned.init(jax.random.key(0), D)
+  standard_params = standard.init(jax.random.key(0), D)
+  assert "latent_prior" not in standard_params
+  assert jax.tree.all(jax.tree.map(np.array_equal, standard_params,
+                                   {k: v for k, v in params.items() if k != "latent_prior"}))
+  # A learned p(z | c) whose last layer is zero outputs mean 0 and log-variance 0 for every c.
+  mlp = params["latent_prior"]["params"]["MLP_0"]
+  mlp["dense_1"] = jax.tree.map(jnp.zeros_like, mlp["dense_1"])
+  queries = jax.random.uniform(jax.random.key(1), (2, 6, D))
+  sets = jax.random.uniform(jax.random.key(2), (2, 6, 4, D))
+  bound = lambda model, p: model.per_element_bound(p, jax.random.key(3), queries, sets)
+  np.testing.assert_allclose(bound(standard, standard_params), bound(learned, params), rtol=1e-6)
+  assert not np.allclose(bound(learned, learned.init(jax.random.key(0), D)), bound(learned, params))

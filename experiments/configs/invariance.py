@@ -36,6 +36,9 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.unseen_elbo_examples = 1000
   # VHE context-KL weight; None is the VHE paper's 1 / |X| with X the distribution's training images.
   c.context_kl_weight = ml_collections.FieldReference(None, field_type=float)
+  # NS / VHE prior over z: "learned" p(z | c), as their papers, or "standard" N(0, I), ignoring c, as the
+  # MetaVAE's (an ablation, not in either paper). The MetaVAEs' prior is always N(0, I).
+  c.latent_prior = "learned"
   # Linear probe.
   c.probe_tolerance = 1e-5
   c.probe_max_iterations = 5000  # the VHE codes need up to ~1100 L-BFGS iterations to reach the tolerance
