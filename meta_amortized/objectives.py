@@ -291,12 +291,16 @@ def _context_terms(key, sets, context_posterior_fn, context_prior):
 
 
 def _element_bound(key, x, c, latent_posterior_fn, latent_prior_fn, log_likelihood_fn):
-  """E_{q(z|x,c)} log p(x | z, c) - KL(q(z | x, c) || p(z | c)) for every element x."""
+  """E_{q(z|x,c)} log p(x | z, c) - KL(q(z | x, c) || p(z | c)) for every element x; p(z | c) = N(0, I) when
+  `latent_prior_fn` is None."""
   latent_posterior = latent_posterior_fn(x, c)
-  latent_prior = latent_prior_fn(c)
-  latent_prior = DiagonalGaussian(
-      jnp.broadcast_to(latent_prior.mean, latent_posterior.mean.shape),
-      jnp.broadcast_to(latent_prior.log_variance, latent_posterior.mean.shape))
+  if latent_prior_fn is None:
+    latent_prior = standard_normal_like(latent_posterior)
+  else:
+    latent_prior = latent_prior_fn(c)
+    latent_prior = DiagonalGaussian(
+        jnp.broadcast_to(latent_prior.mean, latent_posterior.mean.shape),
+        jnp.broadcast_to(latent_prior.log_variance, latent_posterior.mean.shape))
   z = latent_posterior.sample(key)
   return log_likelihood_fn(x, z, c) - kl_divergence(latent_posterior, latent_prior)
 
@@ -307,7 +311,7 @@ def statistician_elbo(
     *,
     context_posterior_fn: Callable[[jax.Array], DiagonalGaussian],
     latent_posterior_fn: Callable[[jax.Array, jax.Array], DiagonalGaussian],
-    latent_prior_fn: Callable[[jax.Array], DiagonalGaussian],
+    latent_prior_fn: Callable[[jax.Array], DiagonalGaussian] | None,
     log_likelihood_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
     context_prior: Prior | None = None,
     num_samples: int = 1,
@@ -323,7 +327,7 @@ def statistician_elbo(
     sets: (S, N, *event): S sets of N elements.
     context_posterior_fn: sets (S, N, *event) -> q(c | D), batch (S,), event (C,).
     latent_posterior_fn: (x, c) -> q(z | x, c); x is (S, N, *event), c is (S, N, C).
-    latent_prior_fn: c -> p(z | c), broadcastable to the posterior's shape.
+    latent_prior_fn: c -> p(z | c), broadcastable to the posterior's shape; None for N(0, I).
     log_likelihood_fn: (x, z, c) -> log p(x | z, c) of shape (S, N).
     context_prior: p(c); standard normal when None, or a log-density such as a VampPrior.
     num_samples: joint samples of (c, z) averaged.
@@ -359,7 +363,7 @@ def homoencoder_elbo(
     *,
     context_posterior_fn: Callable[[jax.Array], DiagonalGaussian],
     latent_posterior_fn: Callable[[jax.Array, jax.Array], DiagonalGaussian],
-    latent_prior_fn: Callable[[jax.Array], DiagonalGaussian],
+    latent_prior_fn: Callable[[jax.Array], DiagonalGaussian] | None,
     log_likelihood_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
     context_prior: Prior | None = None,
     context_kl_weight: float | None = None,
@@ -377,7 +381,7 @@ def homoencoder_elbo(
     sets: (B, N, *event): the set D of each query.
     context_posterior_fn: sets (B, N, *event) -> q(c | D), batch (B,), event (C,).
     latent_posterior_fn: (x (B, *event), c (B, C)) -> q(z | x, c).
-    latent_prior_fn: c -> p(z | c).
+    latent_prior_fn: c -> p(z | c); None for N(0, I).
     log_likelihood_fn: (x, z, c) -> (B,).
     context_prior: p(c); standard normal when None, or a log-density such as a VampPrior.
     context_kl_weight: w. Defaults to 1/|D| = 1/N, the set size. The VHE paper's bound

@@ -10,14 +10,13 @@ fixed to N(0, I)).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from meta_amortized import objectives
-from meta_amortized.distributions import Bernoulli, DiagonalGaussian
+from meta_amortized.distributions import Bernoulli
 from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
 from meta_amortized.sampling import as_float, sample_meta_batch
 
@@ -86,19 +85,14 @@ class ContextLatentModel(NamedTuple):
     fns = dict(
         context_posterior_fn=lambda sets: self.context.apply(params["context"], sets),
         latent_posterior_fn=lambda x, c: self.latent_posterior.apply(params["latent_posterior"], x, c),
-        latent_prior_fn=self._latent_prior_fn(params),
+        latent_prior_fn=(None if self.latent_prior is None
+                         else lambda c: self.latent_prior.apply(params["latent_prior"], c)),
     )
     if self.num_pseudo_sets:
       pseudo = self.pseudo_inputs(params) if pseudo_inputs is None else pseudo_inputs
       pseudo_posteriors = self.context.apply(params["context"], pseudo)
       fns["context_prior"] = lambda c: objectives.vampprior_log_prob(c, pseudo_posteriors)
     return fns
-
-  def _latent_prior_fn(self, params: dict[str, Any]) -> Callable[[jax.Array], DiagonalGaussian]:
-    if self.latent_prior is None:
-      standard = jnp.zeros(self.latent_posterior.latent_dim)
-      return lambda c: DiagonalGaussian(standard, standard)
-    return lambda c: self.latent_prior.apply(params["latent_prior"], c)
 
   def per_element_bound(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array | None,
                         *, encoder_inputs: tuple[jax.Array, jax.Array | None] | None = None,

@@ -67,8 +67,9 @@ def test_unknown_kind_is_an_error():
     statistician.ContextLatentModel(kind="vae").init(jax.random.key(0))
 
 
-def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero():
-  learned, standard = _small("vhe"), _small("vhe", latent_prior=None)
+@pytest.mark.parametrize("kind", ["ns", "vhe"])
+def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero(kind):
+  learned, standard = _small(kind), _small(kind, latent_prior=None)
   params = learned.init(jax.random.key(0), D)
   standard_params = standard.init(jax.random.key(0), D)
   assert "latent_prior" not in standard_params
@@ -78,7 +79,7 @@ def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero():
   mlp = params["latent_prior"]["params"]["MLP_0"]
   mlp["dense_1"] = jax.tree.map(jnp.zeros_like, mlp["dense_1"])
   queries = jax.random.uniform(jax.random.key(1), (2, 6, D))
-  sets = jax.random.uniform(jax.random.key(2), (2, 6, 4, D))
+  sets = jax.random.uniform(jax.random.key(2), (2, 6, 4, D)) if kind == "vhe" else None  # NS: its batch
   bound = lambda model, p: model.per_element_bound(p, jax.random.key(3), queries, sets)
   np.testing.assert_allclose(bound(standard, standard_params), bound(learned, params), rtol=1e-6)
   assert not np.allclose(bound(learned, learned.init(jax.random.key(0), D)), bound(learned, params))
