@@ -16,6 +16,8 @@ none of its own: it uses the decoder of the training distribution whose mean sum
 of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each unseen distribution's first
 `unseen_elbo_examples` test images is reported under that same decoder (for the iterative one also after each of
 `eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
+`--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
+the unseen distributions' MetaELBO is then that decoder's.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from meta_amortized.training import TrainState, mixed_precision
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative")
 META_VAES = ("meta_vae", "meta_vae_iterative")
 DATASETS = ("mnist", "smallnorb")
+DECODERS = ("per_distribution", "shared")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -68,6 +71,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "model", MODELS)
   trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
   trainer.check_choice(config, "latent_prior", ("learned", "standard"))
+  trainer.check_choice(config, "decoders", DECODERS)
+  if config.decoders == "shared" and config.model != "meta_vae":
+    raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
+                              "only the MetaVAE has a decoder per distribution to share")
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
@@ -106,7 +113,7 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
   if config.model == "meta_vae":
     decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder((config.hidden, config.hidden), 784)
     model = MetaVAE(MetaInferenceNetwork(tuple(config.summary_features), (config.hidden, config.hidden),
-                                         config.latent_dim), decoder)
+                                         config.latent_dim), decoder, shared_decoder=config.decoders == "shared")
   else:
     weight = config.context_kl_weight
     if weight is None and config.model != "ns":
@@ -278,10 +285,16 @@ def code_spread(model, params, key, images: jax.Array, *, config, model_state=No
   return float(jnp.mean(jnp.linalg.norm(codes - jnp.roll(codes, 1, axis=0), axis=-1)))
 
 
-def borrows_decoders(config: ml_collections.ConfigDict) -> bool:
-  """Whether the model is an MLP MetaVAE, whose decoders belong to the training values: each unseen value borrows
-  the one whose training distribution has the nearest mean summary (the conv MetaVAE's codes need no decoder)."""
+def scores_unseen_elbo(config: ml_collections.ConfigDict) -> bool:
+  """Whether the unseen distributions' MetaELBO is reported: for the MLP MetaVAEs (the conv MetaVAE's codes need
+  no decoder)."""
   return config.model in META_VAES and config.dataset == "mnist"
+
+
+def borrows_decoders(config: ml_collections.ConfigDict) -> bool:
+  """Whether the model is an MLP MetaVAE whose decoders belong to the training values: each unseen value borrows
+  the one whose training distribution has the nearest mean summary (one shared decoder serves them all)."""
+  return scores_unseen_elbo(config) and config.decoders == "per_distribution"
 
 
 def _distribution_summary(model, params, images: jax.Array, index: int, config: ml_collections.ConfigDict):
@@ -298,8 +311,9 @@ def training_summaries(model, params, train: jax.Array, config: ml_collections.C
 def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.ConfigDict,
              train_summaries: jax.Array | None = None) -> dict:
   """The evaluation fields of results.json: for every unseen value the probe's accuracy and convergence and the
-  test codes' geometry; for the MLP MetaVAEs (given `train_summaries`, from `training_summaries`) also the decoder
-  each unseen value borrows and its MetaELBO under it. `meta.train` is not used (and may be None, to free it)."""
+  test codes' geometry; for the MLP MetaVAEs also the MetaELBO under the decoder each unseen value borrows (given
+  `train_summaries`, from `training_summaries`, which picks it) or under the shared one. `meta.train` is not used
+  (and may be None, to free it)."""
   if borrows_decoders(config) != (train_summaries is not None):
     raise ValueError(f"config.model={config.model!r} on {config.dataset!r} "
                      f"{'needs' if borrows_decoders(config) else 'takes no'} train_summaries")
@@ -310,11 +324,12 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
   for i in range(len(meta.unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
-    decoder_index = None
+    decoder_index = 0 if scores_unseen_elbo(config) else None  # the shared decoder, or the borrowed one below
     if train_summaries is not None:
       summary = _distribution_summary(model, state.params, train_images, len(meta.train_values) + i, config)
       decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
       fields["unseen_decoder_values"].append(meta.train_values[decoder_index])
+    if decoder_index is not None:
       score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
                                 decoder_index, model=model, set_size=config.set_size,
                                 num_queries=min(config.unseen_elbo_examples, test_images.shape[0]))
@@ -336,7 +351,7 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
 
   accuracies = fields.pop("test_accuracy")
   results = {"test_accuracy": accuracies, "mean_test_accuracy": float(np.mean(accuracies)), **fields}
-  if train_summaries is not None:
+  if scores_unseen_elbo(config):
     results.update({"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),
                     "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
   if elbo_curves:

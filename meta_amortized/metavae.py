@@ -19,18 +19,20 @@ class MetaVAE(NamedTuple):
   """The MetaVAE on flat observations with a Bernoulli likelihood (grey levels in [0, 1]).
 
   Parameters are `{"meta_inference": ..., "decoders": ...}`, the decoders stacked
-  on a leading axis, one per training distribution.
+  on a leading axis, one per training distribution. With `shared_decoder` (an ablation, in
+  neither paper) the stack holds one decoder that every distribution uses.
   """
 
   meta_inference: MetaInferenceNetwork = MetaInferenceNetwork()
   decoder: Decoder = Decoder()
+  shared_decoder: bool = False
 
   def init(self, key: jax.Array, num_distributions: int, data_dim: int = 784) -> dict[str, Any]:
     encoder_key, decoder_key = jax.random.split(key)
     example = jnp.zeros((1, data_dim))
     return {
         "meta_inference": self.meta_inference.init(encoder_key, example[None], example),
-        "decoders": init_stacked(self.decoder, decoder_key, num_distributions,
+        "decoders": init_stacked(self.decoder, decoder_key, 1 if self.shared_decoder else num_distributions,
                                  jnp.zeros((1, self.meta_inference.latent_dim))),
     }
 
@@ -45,13 +47,16 @@ class MetaVAE(NamedTuple):
   def meta_elbo(self, params: dict[str, Any], key: jax.Array, queries: jax.Array, sets: jax.Array,
                 decoder_index: jax.Array | None = None,
                 encoder_inputs: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
-    """Per-query MetaELBO (K, B) of queries (K, B, *event) with their sets (K, B, N, *event).
+    """Per-query MetaELBO (K, B) of queries (K, B, *event) with their sets (K, B, N, *event), distribution k
+    scored by decoder k, by `decoder_index[k]` where given, by the one decoder with `shared_decoder`.
 
     `encoder_inputs` = (query inputs (K, B, F), set inputs (K, B, N, F)) are what g(D, x) sees instead of
     the observations (the features of a conv trunk, `meta_amortized.conv`); the decoders score `queries`.
     """
     if encoder_inputs is None:
       encoder_inputs = (queries, sets)
+    if self.shared_decoder and decoder_index is None:
+      decoder_index = jnp.zeros(queries.shape[:1], jnp.int32)
     return objectives.meta_elbo(
         key, queries, encoder_inputs,
         meta_inference_fn=lambda inputs, _: self.meta_inference.apply(params["meta_inference"], inputs[1],

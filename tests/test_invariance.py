@@ -7,6 +7,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from experiments import invariance, trainer
@@ -63,6 +64,13 @@ def test_invariance_config_errors_name_the_field(tmp_path):
   config = mnist_scale.get_config("quick")
   config.latent_prior = "flat"
   with pytest.raises(trainer.ConfigError, match=r"config.latent_prior='flat' .* \['learned', 'standard'\]"):
+    invariance.run(config, tmp_path)
+  config = mnist_scale.get_config("quick")
+  config.decoders = "tied"
+  with pytest.raises(trainer.ConfigError, match=r"config.decoders='tied' .* \['per_distribution', 'shared'\]"):
+    invariance.run(config, tmp_path)
+  config.decoders, config.model = "shared", "vhe"
+  with pytest.raises(trainer.ConfigError, match=r"config.decoders='shared' is not allowed with config.model='vhe'"):
     invariance.run(config, tmp_path)
   config = mnist_scale.get_config("quick")
   config.data.num_train_examples = 70000
@@ -124,6 +132,10 @@ class _LabelCode:
   def encode(self, params, key, sets, queries):
     return queries[:, :10]
 
+  def meta_elbo(self, params, key, queries, sets, decoder_index):
+    """A stand-in bound that shows its decoder: minus each query's mean grey level, less the decoder's index."""
+    return -jnp.mean(queries, axis=-1) - decoder_index[:, None]
+
 
 def test_evaluate_reads_a_code_that_carries_the_label():
   labels = jnp.arange(200) % 10
@@ -143,6 +155,13 @@ def test_evaluate_reads_a_code_that_carries_the_label():
   config.model = "meta_vae"
   with pytest.raises(ValueError, match="config.model='meta_vae' on 'mnist' needs train_summaries"):
     invariance.evaluate(_LabelCode(), state, meta, config)
+  # A MetaVAE with one shared decoder borrows none: its MetaELBO on the unseen values is the shared decoder's.
+  config.decoders = "shared"
+  results = invariance.evaluate(_LabelCode(), state, meta, config)
+  assert "unseen_decoder_values" not in results and results["test_accuracy"] == [1.0, 1.0]
+  expected = -float(jnp.mean(images[100:100 + config.unseen_elbo_examples]))
+  np.testing.assert_allclose(results["unseen_elbo"], [expected, expected], rtol=1e-6)
+  assert results["mean_unseen_elbo"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mnist_data_dir):

@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +49,25 @@ def test_metavae_has_the_original_parameter_count():
   for k, millions in [(5, 4.21), (9, 6.18)]:
     shapes = jax.eval_shape(lambda key, k=k: MetaVAE().init(key, k), jax.random.key(0))
     assert round(sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)) / 1e6, 2) == millions
+
+
+def test_shared_decoder_metavae_is_a_metavae_whose_decoders_are_copies_of_one():
+  inference, decoder = networks.MetaInferenceNetwork((8,), (8,), 3), networks.Decoder((8,), 6)
+  shared = MetaVAE(inference, decoder, shared_decoder=True)
+  params = shared.init(jax.random.key(0), 4, 6)
+  assert all(leaf.shape[0] == 1 for leaf in jax.tree.leaves(params["decoders"]))
+  copies = {**params, "decoders": jax.tree.map(lambda leaf: jnp.repeat(leaf, 4, axis=0), params["decoders"])}
+  data = jax.random.uniform(jax.random.key(1), (4, 20, 6))
+  queries, sets = sample_meta_batch(jax.random.key(2), data, batch_size=5, set_size=3)
+  key = jax.random.key(3)
+  np.testing.assert_allclose(shared.meta_elbo(params, key, queries, sets),
+                             MetaVAE(inference, decoder).meta_elbo(copies, key, queries, sets), rtol=1e-6)
+  # Its one decoder learns from every distribution: its gradient is the sum of the copies'.
+  loss = lambda model, p: -jnp.mean(model.meta_elbo(p, key, queries, sets))
+  shared_grads = jax.grad(functools.partial(loss, shared))(params)["decoders"]
+  copies_grads = jax.grad(functools.partial(loss, MetaVAE(inference, decoder)))(copies)["decoders"]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b.sum(axis=0), rtol=1e-5, atol=1e-7),
+               shared_grads, copies_grads)
 
 
 def test_decoder_bank_vmap_equals_loop_over_independent_decoders():

@@ -39,6 +39,8 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   # NS / VHE prior over z: "learned" p(z | c), as their papers, or "standard" N(0, I), ignoring c, as the
   # MetaVAE's (an ablation, not in either paper). The MetaVAEs' prior is always N(0, I).
   c.latent_prior = "learned"
+  # MetaVAE decoders: "per_distribution", as the paper, or one "shared" by every distribution (an ablation).
+  c.decoders = "per_distribution"
   # Linear probe.
   c.probe_tolerance = 1e-5
   c.probe_max_iterations = 5000  # the VHE codes need up to ~1100 L-BFGS iterations to reach the tolerance
