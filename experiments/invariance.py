@@ -359,6 +359,13 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
   return results
 
 
+def model_options(config: ml_collections.ConfigDict) -> dict:
+  """The options that change the model of `config.model` (the ablations), for results.json."""
+  if config.model == "meta_vae":
+    return {"decoders": config.decoders}
+  return {"latent_prior": config.latent_prior} if config.model in ("ns", "vhe", "vhe_vampprior") else {}
+
+
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   """Trains (or resumes) the model of `config` in `workdir`, evaluates it on the unseen values and writes
   results.json (also as results_at_step_<step>.json), wall_times.jsonl and accuracy.png; returns the results."""
@@ -382,7 +389,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   evaluation_started = time.monotonic()
   train_summaries = training_summaries(model, state.params, meta.train, config) if borrows_decoders(config) else None
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
-  results = {"model": config.model, "split": config.split, "transform": config.transform,
+  results = {"model": config.model, "split": config.split, "transform": config.transform, **model_options(config),
              "unseen_values": list(meta.unseen_values), **evaluate(model, state, meta, config, train_summaries),
              "training_values": list(meta.train_values), "train_steps": int(state.step)}
   # Beside the training windows' seconds that trainer.fit logs; apart from results.json, which stays reproducible.

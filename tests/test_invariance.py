@@ -27,6 +27,8 @@ def _check_rotation_results(workdir, model, num_steps):
   assert results["train_steps"] == num_steps
   assert (workdir / "accuracy.png").stat().st_size > 0
   assert json.loads((workdir / f"results_at_step_{num_steps}.json").read_text()) == results
+  assert results.get("latent_prior") == ("learned" if model in ("ns", "vhe", "vhe_vampprior") else None)
+  assert results.get("decoders") == ("per_distribution" if model == "meta_vae" else None)
   if model in invariance.META_VAES:  # the decoder chosen for each unseen distribution, and its MetaELBO there
     assert set(results["unseen_decoder_values"]) <= set(results["training_values"])
     assert len(results["unseen_elbo"]) == 13 and all(-1000.0 < e < 0.0 for e in results["unseen_elbo"])
