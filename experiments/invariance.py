@@ -59,7 +59,8 @@ from meta_amortized.training import TrainState, mixed_precision
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative")
 META_VAES = ("meta_vae", "meta_vae_iterative")
 DATASETS = ("mnist", "smallnorb")
-DECODERS = ("per_distribution", "shared")
+LATENT_PRIORS = ("learned", "standard")  # of the NS and the VHEs
+DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -70,7 +71,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "split", splits.SPLIT_NAMES)
   trainer.check_choice(config, "model", MODELS)
   trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
-  trainer.check_choice(config, "latent_prior", ("learned", "standard"))
+  trainer.check_choice(config, "latent_prior", LATENT_PRIORS)
   trainer.check_choice(config, "decoders", DECODERS)
   if config.decoders == "shared" and config.model != "meta_vae":
     raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
@@ -361,9 +362,9 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
 
 def model_options(config: ml_collections.ConfigDict) -> dict:
   """The options that change the model of `config.model` (the ablations), for results.json."""
-  if config.model == "meta_vae":
-    return {"decoders": config.decoders}
-  return {"latent_prior": config.latent_prior} if config.model in ("ns", "vhe", "vhe_vampprior") else {}
+  if config.model in META_VAES:
+    return {"decoders": config.decoders} if config.model == "meta_vae" else {}
+  return {"latent_prior": config.latent_prior}
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
