@@ -17,7 +17,9 @@ of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each u
 `unseen_elbo_examples` test images is reported under that same decoder (for the iterative one also after each of
 `eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
 `--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
-the unseen distributions' MetaELBO is then that decoder's.
+the unseen distributions' MetaELBO is then that decoder's. `vae` (MNIST only, a control) goes one step further: its
+encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled training distributions, scored as the
+shared-decoder MetaVAE (the set it is given changes nothing).
 """
 
 from __future__ import annotations
@@ -50,14 +52,15 @@ from meta_amortized.networks import (
   LatentPosterior,
   LatentPrior,
   MetaInferenceNetwork,
+  QueryOnlyInference,
   StatisticianDecoder,
   SummaryNetwork,
 )
 from meta_amortized.sampling import as_float, sample_without_replacement
 from meta_amortized.training import TrainState, mixed_precision
 
-MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative")
-META_VAES = ("meta_vae", "meta_vae_iterative")
+MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative", "vae")
+META_VAES = ("meta_vae", "meta_vae_iterative", "vae")  # the MetaVAE's code (`metavae`), the VAE as a special case
 DATASETS = ("mnist", "smallnorb")
 LATENT_PRIORS = ("learned", "standard")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
@@ -80,6 +83,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
                          "summary_sets", "unseen_elbo_examples", "eval_refinements")
+  if config.model == "vae" and config.dataset != "mnist":
+    raise trainer.ConfigError(f"config.model='vae' is not allowed with config.dataset={config.dataset!r}; the VAE "
+                              "control is built for MNIST")
   if config.model == "meta_vae_iterative":
     if config.dataset != "mnist" or config.compute_dtype != "float32":
       raise trainer.ConfigError(f"config.model='meta_vae_iterative' is not allowed with config.dataset="
@@ -111,10 +117,12 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
                             IterativeEncoder(hidden, config.latent_dim), Decoder(hidden, 784),
                             num_refinements=config.num_refinements, num_samples=config.refinement_samples,
                             gradient_encoding=config.gradient_encoding)
-  if config.model == "meta_vae":
-    decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder((config.hidden, config.hidden), 784)
-    model = MetaVAE(MetaInferenceNetwork(tuple(config.summary_features), (config.hidden, config.hidden),
-                                         config.latent_dim), decoder, shared_decoder=config.decoders == "shared")
+  if config.model in ("meta_vae", "vae"):
+    hidden = (config.hidden, config.hidden)
+    decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder(hidden, 784)
+    inference = (QueryOnlyInference(hidden, config.latent_dim) if config.model == "vae"
+                 else MetaInferenceNetwork(tuple(config.summary_features), hidden, config.latent_dim))
+    model = MetaVAE(inference, decoder, shared_decoder=shares_decoder(config))
   else:
     weight = config.context_kl_weight
     if weight is None and config.model != "ns":
@@ -292,10 +300,15 @@ def scores_unseen_elbo(config: ml_collections.ConfigDict) -> bool:
   return config.model in META_VAES and config.dataset == "mnist"
 
 
+def shares_decoder(config: ml_collections.ConfigDict) -> bool:
+  """Whether every distribution has the same decoder: the VAE, or the MetaVAE with `decoders='shared'`."""
+  return config.model == "vae" or config.decoders == "shared"
+
+
 def borrows_decoders(config: ml_collections.ConfigDict) -> bool:
   """Whether the model is an MLP MetaVAE whose decoders belong to the training values: each unseen value borrows
   the one whose training distribution has the nearest mean summary (one shared decoder serves them all)."""
-  return scores_unseen_elbo(config) and config.decoders == "per_distribution"
+  return scores_unseen_elbo(config) and not shares_decoder(config)
 
 
 def _distribution_summary(model, params, images: jax.Array, index: int, config: ml_collections.ConfigDict):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from meta_amortized import iterative, objectives
 from meta_amortized.distributions import Bernoulli, DiagonalGaussian
 from meta_amortized.iterative import IterativeEncoder, IterativeResult
-from meta_amortized.networks import Decoder, MetaInferenceNetwork, SummaryNetwork, init_stacked
+from meta_amortized.networks import Decoder, MetaInferenceNetwork, QueryOnlyInference, SummaryNetwork, init_stacked
 from meta_amortized.sampling import as_float, sample_meta_batch
 
 
@@ -20,10 +20,11 @@ class MetaVAE(NamedTuple):
 
   Parameters are `{"meta_inference": ..., "decoders": ...}`, the decoders stacked
   on a leading axis, one per training distribution. With `shared_decoder` (an ablation, in
-  neither paper) the stack holds one decoder that every distribution uses.
+  neither paper) the stack holds one decoder that every distribution uses; with a `QueryOnlyInference`
+  as well, which ignores D, the model is a plain VAE trained on the pooled distributions.
   """
 
-  meta_inference: MetaInferenceNetwork = MetaInferenceNetwork()
+  meta_inference: MetaInferenceNetwork | QueryOnlyInference = MetaInferenceNetwork()
   decoder: Decoder = Decoder()
   shared_decoder: bool = False
 

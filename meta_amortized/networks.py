@@ -118,6 +118,22 @@ class Encoder(nn.Module):
     return gaussian_from_params(MLP(tuple(self.hidden) + (2 * self.latent_dim,), self.activation)(x))
 
 
+class QueryOnlyInference(nn.Module):
+  """q(z | x) behind g(D, x)'s interface: an `Encoder` of the query that ignores the set.
+
+  In a `MetaVAE` with one shared decoder it makes a plain VAE trained on the pooled distributions, the control
+  that tells what seeing D adds. It has no h(D), so no `summarize`.
+  """
+
+  hidden: Sequence[int] = (400, 400)
+  latent_dim: int = 40
+
+  @nn.compact
+  def __call__(self, sets: jax.Array, queries: jax.Array) -> DiagonalGaussian:
+    del sets
+    return Encoder(self.hidden, self.latent_dim, name="encoder")(queries)
+
+
 class Decoder(nn.Module):
   """p(x | z): MLP from z to the logits (or means) of the observation, 40 -> 400 -> 400 -> 784."""
 

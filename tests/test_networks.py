@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meta_amortized import MetaVAE, networks
+from meta_amortized import MetaVAE, networks, objectives
+from meta_amortized.distributions import Bernoulli
 from meta_amortized.iterative import IterativeEncoder
 from meta_amortized.metavae import IterativeMetaVAE
 from meta_amortized.sampling import sample_meta_batch
@@ -68,6 +69,26 @@ def test_shared_decoder_metavae_is_a_metavae_whose_decoders_are_copies_of_one():
   copies_grads = jax.grad(functools.partial(loss, MetaVAE(inference, decoder)))(copies)["decoders"]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b.sum(axis=0), rtol=1e-5, atol=1e-7),
                shared_grads, copies_grads)
+
+
+def test_metavae_with_a_query_only_inference_and_a_shared_decoder_is_a_vae():
+  inference, decoder = networks.QueryOnlyInference((8,), 3), networks.Decoder((8,), 6)
+  vae = MetaVAE(inference, decoder, shared_decoder=True)
+  params = vae.init(jax.random.key(0), 4, 6)
+  data = jax.random.uniform(jax.random.key(1), (4, 20, 6))
+  queries, sets = sample_meta_batch(jax.random.key(2), data, batch_size=5, set_size=3)
+  key = jax.random.key(3)
+  bound = vae.meta_elbo(params, key, queries, sets)
+  # The set changes nothing: any other sets give the same bound.
+  np.testing.assert_array_equal(vae.meta_elbo(params, key, queries, 1.0 - sets), bound)
+  # Each distribution's bound is the plain ELBO of q(z | x) under the one decoder, with that distribution's key.
+  encoder_params = {"params": params["meta_inference"]["params"]["encoder"]}
+  theta = jax.tree.map(lambda leaf: leaf[0], params["decoders"])
+  def plain_elbo(dist_key, x):
+    posterior = networks.Encoder((8,), 3).apply(encoder_params, x)
+    return objectives.elbo(dist_key, posterior, lambda z: Bernoulli(decoder.apply(theta, z)).log_prob(x))
+
+  np.testing.assert_allclose(bound, jax.vmap(plain_elbo)(jax.random.split(key, 4), queries), rtol=1e-6)
 
 
 def test_decoder_bank_vmap_equals_loop_over_independent_decoders():

@@ -12,7 +12,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.dataset = dataset
   c.transform = transform
   c.split = "sparse"  # interleaved | sparse | contiguous
-  c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior | meta_vae_iterative (MNIST)
+  c.model = "meta_vae"  # meta_vae | ns | vhe | vhe_vampprior | meta_vae_iterative, vae (MNIST)
   # bfloat16: bfloat16 matrix products with float32 parameters and losses (for GPU/TPU; slow on CPU).
   c.compute_dtype = "float32"
   c.data = data_config()
