@@ -7,11 +7,12 @@ Each cell (transformation, split, model) lives in DIR/<transform>/<split>/<model
 With run_missing, a cell is first trained and evaluated (`invariance.run`, resumable) at each of `budgets` and at
 run.num_steps that lies past its last evaluation: a cell without results starts, one evaluated at fewer steps
 resumes from its checkpoint, and every evaluation stays in the cell's results_at_step_<N>.json. Writes
-DIR/table2.md (mean unseen accuracy, with the paper's numbers), DIR/table1.md (mean code distance between a test
-image and its transformed versions, for the MetaVAE amortized over each transformation; again with every set drawn
-from the untransformed images, beside the distances that fresh sets and different images make), DIR/figure7_<split>.png,
-bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png), the accuracy of every cell against its
-training steps (DIR/accuracy_vs_steps.md and .png), and the wall-clock minutes behind each cell (DIR/wall_times.md).
+DIR/table2.md (mean unseen accuracy, with the paper's numbers), DIR/table1.md (mean code distance between a test image
+and its transformed versions, for the MetaVAE amortized over each transformation (or the VAE control, with
+table1_model='vae'); again with every set drawn from the untransformed images, beside the distances that fresh sets and
+different images make), DIR/figure7_<split>.png, bar charts of both tables (DIR/table2_bars.png, DIR/table1_bars.png),
+the accuracy of every cell against its training steps (DIR/accuracy_vs_steps.md and .png), and the wall-clock minutes
+behind each cell (DIR/wall_times.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ PAPER_TABLE2 = {"rotate": {"meta_vae": 0.885, "vhe_vampprior": 0.830, "vhe": 0.7
                 "scale": {"meta_vae": 0.893, "vhe_vampprior": 0.767, "vhe": 0.463},
                 "shear": {"meta_vae": 0.844, "vhe_vampprior": 0.679, "vhe": 0.602}}
 TABLE1_COLUMNS = ("rotate", "scale", "shear")
+TABLE1_MODELS = ("meta_vae", "vae")  # the paper's MetaVAE, and the VAE control whose codes ignore the set
 PAPER_TABLE1 = {"rotate": (1.65, 4.44, 4.09), "scale": (5.44, 2.16, 4.92), "shear": (3.79, 4.89, 1.47)}
 
 
@@ -172,16 +174,16 @@ def code_distances(model, params, images: jax.Array, run: ml_collections.ConfigD
 
 
 def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
-  """Code distances of the MetaVAE amortized over each transformation (rows) under each transformation (columns),
-  with each code's sets from its own distribution (Table 1) and, second, with every set from the untransformed
-  images, beside the distance that fresh sets alone make and the distance between different images: the markdown
-  tables and {row: Table 1's distances} of the trained rows."""
+  """Code distances of the `table1_model` (the MetaVAE unless set) trained on each transformation (rows) under
+  each transformation (columns), with each code's sets from its own distribution (Table 1) and, second, with every
+  set from the untransformed images, beside the distance that fresh sets alone make and the distance between
+  different images: the markdown tables and {row: Table 1's distances} of the trained rows."""
   data = mnist.load_mnist(pathlib.Path(config.run.data.data_dir).expanduser(), manual_dir=config.run.data.manual_dir,
                           num_examples={"test": config.table1_images})
   images = jnp.asarray(data["test"][0])
   own = [f"Mean L2 distance between the code of one of {config.table1_images} test images and the codes of its "
          f"transformed versions (all values of the column's grid), each code with sets of its own distribution; "
-         f"MetaVAEs of the {config.table1_split} split.", "",
+         f"{config.table1_model} models of the {config.table1_split} split.", "",
          "| amortized over \\ applied | rotate | scale | shear | paper |", "|---|---|---|---|---|"]
   base = ["The same distances with the sets of every code drawn from the untransformed images (only the query is "
           "transformed; where these exceed the ones above, the set undoes part of the transformation), the "
@@ -191,14 +193,14 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
           "|---|---|---|---|---|---|"]
   rows = {}
   for row in config.transforms:
-    cell = workdir / row / config.table1_split / "meta_vae"
-    run = cell_config(config, row, config.table1_split, "meta_vae")
+    cell = workdir / row / config.table1_split / config.table1_model
+    run = cell_config(config, row, config.table1_split, config.table1_model)
     run.eval_batch_size = min(run.eval_batch_size, config.table1_images)
     model = invariance.build_model(run)
     num_train = len(splits.mnist_split(row, config.table1_split)[0])
     template = jax.eval_shape(lambda key: init_train_state(model.init(key, num_train), optax.adam(run.learning_rate)),
                               jax.random.key(0))
-    state = trainer.restore_latest(cell / "checkpoints" / "meta_vae", template)
+    state = trainer.restore_latest(cell / "checkpoints" / config.table1_model, template)
     if state is None:
       own.append(f"| {row} | not trained | | | |")
       base.append(f"| {row} | not trained | | | | |")
@@ -268,6 +270,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     if unknown:
       raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed: {unknown} not in {list(allowed)}")
   trainer.check_choice(config, "table1_split", splits.SPLIT_NAMES)
+  trainer.check_choice(config, "table1_model", TABLE1_MODELS)
   bad = [b for b in config.budgets if not (isinstance(b, int) and b > 0)]
   if bad:
     raise trainer.ConfigError(f"config.budgets={config.budgets!r} is not allowed: {bad} are not positive step counts")

@@ -219,6 +219,25 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
     mnist_tables.run(config, tmp_path)
 
 
+def test_table1_of_the_vae_shows_codes_that_ignore_the_set(tmp_path, mnist_data_dir):
+  from experiments import mnist_tables
+  from experiments.configs import mnist_tables as tables_config
+
+  config = tables_config.get_config("quick")
+  config.run.data.manual_dir = str(MNIST_MANUAL_DIR)
+  config.run.data.data_dir = str(mnist_data_dir)
+  config.models, config.budgets, config.table1_model = ("vae",), (), "vae"
+  mnist_tables.run(config, tmp_path)
+  own_sets, base_sets = [line.split("|")[2:6] for line in (tmp_path / "table1.md").read_text().splitlines()
+                         if line.startswith("| rotate")]
+  # Whatever the sets, the same codes: own and base sets give the same distances (then the paper's row, and the
+  # distance that fresh sets make: none at all).
+  assert own_sets[:3] == base_sets[:3] and min(map(float, own_sets[:3])) > 0.0 and float(base_sets[3]) == 0.0
+  config.table1_model = "ns"
+  with pytest.raises(trainer.ConfigError, match=r"config.table1_model='ns' .* \['meta_vae', 'vae'\]"):
+    mnist_tables.run(config, tmp_path)
+
+
 # The conv NS and VHE differ from these only in bounds that tests/test_conv.py trains.
 @pytest.mark.parametrize("model", ["meta_vae", "vhe_vampprior"])
 def test_norb_experiment_end_to_end(model, tmp_path, norb_lighting_dirs):

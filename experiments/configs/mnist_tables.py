@@ -13,6 +13,7 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   c.run_missing = False  # train and evaluate what is missing: cells without results, budgets past their last one
   c.budgets = ()  # steps at which run_missing also evaluates each cell on its way to run.num_steps (the curve)
   c.table1_split = "sparse"  # the MetaVAEs whose codes Table 1 compares
+  c.table1_model = "meta_vae"  # or "vae": the same distances for the VAE control
   c.table1_images = 1000  # test images per distance
   c.run = mnist_config("rotate", mode)  # settings of each run; transform, split and model are set per cell
   if mode == "quick":
