@@ -396,10 +396,13 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   has_gradients = config.model == "meta_vae_iterative"
   loss_fn = functools.partial(model.loss_and_gradients if has_gradients else model.loss,
                               batch_size=config.batch_size, set_size=config.set_size)
+  train = meta.train
   if config.compute_dtype == "bfloat16":
     loss_fn = mixed_precision(loss_fn, jnp.bfloat16, stateful=stateful)
-  state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(meta.train,),
+    train = train.astype(jnp.bfloat16)  # cast once here, not the whole population inside every step
+  state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(train,),
                       stateful=stateful, has_gradients=has_gradients)
+  del train  # the bfloat16 copy, if one was made
   evaluation_started = time.monotonic()
   train_summaries = training_summaries(model, state.params, meta.train, config) if borrows_decoders(config) else None
   meta = meta._replace(train=None)  # free the training distributions before the evaluation

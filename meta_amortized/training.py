@@ -91,7 +91,9 @@ def mixed_precision(loss_fn: LossFn, compute_dtype: Any = jnp.bfloat16, *, state
   (gradients flow back to the float32 parameters, which the optimiser updates in float32); the networks
   hand their outputs to the bounds in float32 (`networks.gaussian_from_params`, the models' likelihoods),
   so the bounds, the loss and the metrics are float32. A stateful model's state (batch-norm statistics)
-  stays float32.
+  stays float32. A large array of the batch that the loss samples from (a whole population of images) is best
+  cast to `compute_dtype` once, before training: the cast here is then the identity, where it would otherwise
+  convert the whole array in every step.
 
   Example:
     >>> step = make_train_step(mixed_precision(loss_fn, jnp.bfloat16), optax.adam(1e-3))

@@ -56,3 +56,6 @@ def test_mixed_precision_multiplies_in_bfloat16_and_keeps_the_loss_and_gradients
     return [line for line in lines if "dot_general" in line and "bf16>" in line]
 
   assert bf16_products(mixed) and not bf16_products(loss_fn)
+  # A population cast to bfloat16 once, before training (as the experiments do), gives the same step.
+  (precast, _), precast_grads = jax.jit(jax.value_and_grad(mixed, has_aux=True))(params, key, data.astype(jnp.bfloat16))
+  jax.tree.map(np.testing.assert_array_equal, (precast, precast_grads), (half, half_grads))
