@@ -4,12 +4,15 @@
     python -m experiments.benchmark --models meta_vae --json
     python -m experiments.benchmark --scaling --out DIR  # step time against K, N and B: table, log-log plot
     python -m experiments.benchmark --devices 1,2,4,8    # throughput per device (fake CPU devices on a CPU)
+    python -m experiments.benchmark --compute-dtype bfloat16  # mixed precision (GPU/TPU): bfloat16 products
     python -m experiments.benchmark --models vhe --scaling --sweep set_size=40,80,160,320 --out DIR  # other sizes
 
-For each model: seconds per step, the step's FLOPs (XLA's count for the compiled step, nearly all of it the
-matrix products of the forward and backward passes), the achieved GFLOP/s next to the machine's own dense
-float32 matrix-product GFLOP/s measured in the same run, alternating with the steps, and the original
-PyTorch code's seconds per step on the project's 2-core machine (REFERENCE.md section 8).
+For each model: seconds per step, the step's FLOPs (XLA's count for the step's program before optimisation, the
+same on every backend, nearly all of it the matrix products of the forward and backward passes), the achieved
+GFLOP/s next to the machine's own dense matrix-product GFLOP/s (in the step's compute dtype, at JAX's default matmul
+precision: TF32 for float32 on recent NVIDIA GPUs, set JAX_DEFAULT_MATMUL_PRECISION=highest for true float32)
+measured in the same run, alternating with the steps, and the original PyTorch code's seconds per step on the
+project's 2-core machine (REFERENCE.md section 8).
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from experiments import invariance
 from experiments.configs import mnist_rotate
 from experiments.plotting import figure
 from meta_amortized import sharding
-from meta_amortized.training import init_train_state, make_train_step
+from meta_amortized.training import init_train_state, make_train_step, mixed_precision
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
 # The original code's s/step at K = 5, B = 100, N = 10 on the project's 2-core machine (REFERENCE.md section 8).
 ORIGINAL_SECONDS = {"meta_vae": 0.54, "ns": 0.105, "vhe": 0.54, "vhe_vampprior": 1.99}
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 SCALING = {"num_distributions": (2, 4, 8, 16), "set_size": (5, 10, 20, 40), "batch_size": (25, 50, 100, 200)}
 
 
@@ -48,10 +52,11 @@ def _seconds(fn) -> float:
 
 def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
                    steps: int, matmul_size: int, num_devices: int = 1, seed: int = 0,
-                   model_sizes: str = "mnist") -> dict:
+                   model_sizes: str = "mnist", compute_dtype: str = "float32") -> dict:
   """Times one model's step (sharded over the first `num_devices` devices) and a dense matmul in alternation,
   so both see the same machine state. The model has the sizes of the MNIST experiments (`model_sizes="quick"`: those
-  of their quick config, which compile in seconds, for the tests)."""
+  of their quick config, which compile in seconds, for the tests); `compute_dtype="bfloat16"` runs its matrix products
+  (and the reference matmul) in bfloat16, as `--config.compute_dtype=bfloat16` trains."""
   config = mnist_rotate.get_config("quick" if model_sizes == "quick" else None)
   config.model = model_name
   model = invariance.build_model(config, num_examples)
@@ -60,23 +65,31 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
             else model.init(jax.random.key(seed + 1)))
   optimizer = optax.adam(2e-4)
   mesh = sharding.data_mesh(jax.devices()[:num_devices])
-  data = sharding.shard_distributions(mesh, jax.random.uniform(key, (num_distributions, num_examples, 784)))
+  # As training holds it: under mixed precision the population is cast once, not inside every step.
+  data = sharding.shard_distributions(mesh, jax.random.uniform(key, (num_distributions, num_examples, 784),
+                                                               COMPUTE_DTYPES[compute_dtype]))
   state = sharding.replicate(mesh, init_train_state(params, optimizer))
-  step = make_train_step(functools.partial(model.loss, batch_size=batch_size, set_size=set_size), optimizer,
-                         mesh=mesh)
+  loss_fn = functools.partial(model.loss, batch_size=batch_size, set_size=set_size)
+  if compute_dtype != "float32":
+    loss_fn = mixed_precision(loss_fn, COMPUTE_DTYPES[compute_dtype])
+  step = make_train_step(loss_fn, optimizer, mesh=mesh)
 
   start = time.perf_counter()
-  compiled = step.lower(state, key, data).compile()
+  lowered = step.lower(state, key, data)
+  compiled = lowered.compile()  # the steps below run this program: calling `step` itself would compile it again
   compile_seconds = time.perf_counter() - start
-  cost = compiled.cost_analysis()
+  # Counted before XLA's optimisations: the compiled program's count depends on the backend (on an H100 it read
+  # 2.7 GFLOP for the MetaVAE step's 30.1, its matrix products being library calls), the program's work does not.
+  cost = lowered.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
 
-  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size)) for i in (2, 3))
+  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), COMPUTE_DTYPES[compute_dtype])
+          for i in (2, 3))
   matmul = jax.jit(jnp.matmul)
   holder = {"state": state}
 
   def run_step(step_key):
-    holder["state"], holder["metrics"] = step(holder["state"], step_key, data)
+    holder["state"], holder["metrics"] = compiled(holder["state"], step_key, data)
     return holder["state"]
 
   keys = jax.random.split(key, steps + 3)
@@ -92,6 +105,7 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
   return {
       "model": model_name,
       "model_sizes": model_sizes,
+      "compute_dtype": compute_dtype,
       "num_distributions": num_distributions,
       "batch_size": batch_size,
       "set_size": batch_size if model_name == "ns" else set_size,
@@ -146,7 +160,7 @@ def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[i
       # The machine's speed drifts between the sizes' runs: each time is also expressed in units of the matmul
       # timed beside it (seconds x matmul GFLOP/s = the GFLOP the matmul would do meanwhile), and fitted so.
       normalised = [r["sec_per_step"] * r["matmul_gflops"] for r in rows]
-      # The work itself (XLA's FLOP count of each compiled step), fitted the same way: where it grows as a fixed part
+      # The work itself (XLA's FLOP count of each step's program), fitted the same way: where it grows as a fixed part
       # plus a part linear in the size while the time grows faster, the difference is the machine, not the step.
       gflops = [r["model_gflop_per_step"] for r in rows]
       p_seconds, a_seconds = exponent_past_overhead(sizes, seconds)
@@ -207,7 +221,8 @@ def main(argv=None) -> None:
   parser.add_argument("--set-size", type=int, default=10, help="N")
   parser.add_argument("--num-examples", type=int, default=60000, help="examples per distribution")
   parser.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps")
-  parser.add_argument("--matmul-size", type=int, default=2048, help="side of the reference square matmul")
+  parser.add_argument("--matmul-size", type=int, default=None,
+                      help="side of the reference square matmul (default 2048 on a CPU, 8192 on an accelerator)")
   parser.add_argument("--scaling", action="store_true", help=f"sweep K, N and B over {SCALING}")
   parser.add_argument("--sweep", action="append", default=[], metavar="AXIS=S1,S2,...",
                       help=f"with --scaling: sweep only these axes (of {list(SCALING)}) over these sizes; repeatable")
@@ -216,6 +231,8 @@ def main(argv=None) -> None:
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   parser.add_argument("--model-sizes", choices=("mnist", "quick"), default="mnist",
                       help="the models' sizes: the MNIST experiments', or their quick config's (compiles fast)")
+  parser.add_argument("--compute-dtype", choices=tuple(COMPUTE_DTYPES), default="float32",
+                      help="the matrix products' dtype (bfloat16: mixed precision, float32 parameters and losses)")
   args = parser.parse_args(argv)
   models = args.models.split(",")
   unknown = [m for m in models if m not in MODELS]
@@ -227,11 +244,13 @@ def main(argv=None) -> None:
   if max(device_counts) > jax.device_count():
     parser.error(f"--devices {args.devices}: only {jax.device_count()} devices are available")
   defaults = {"num_distributions": args.num_distributions, "batch_size": args.batch_size, "set_size": args.set_size}
-  timing = {"num_examples": args.num_examples, "steps": args.steps, "matmul_size": args.matmul_size,
-            "model_sizes": args.model_sizes}
+  matmul_size = args.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
+  timing = {"num_examples": args.num_examples, "steps": args.steps, "matmul_size": matmul_size,
+            "model_sizes": args.model_sizes, "compute_dtype": args.compute_dtype}
   processor = platform.processor() or platform.machine()
   header = {"device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({processor})",
-            "jax_version": jax.__version__}
+            "jax_version": jax.__version__, "compute_dtype": args.compute_dtype,
+            "default_matmul_precision": jax.config.jax_default_matmul_precision}
 
   if args.scaling:
     results = scaling(models, defaults, args.out, _sweeps(parser, args.sweep) or SCALING, **timing)
@@ -248,7 +267,8 @@ def main(argv=None) -> None:
     print(json.dumps({**header, "rows": rows}))
     return
   print(f"Training steps at K={args.num_distributions} B={args.batch_size} N={args.set_size} on {header['device']}, "
-        f"JAX {jax.__version__}")
+        f"JAX {jax.__version__}, {args.compute_dtype} products (default matmul precision "
+        f"{header['default_matmul_precision']}), reference matmul {matmul_size}")
   print("| model | devices | parameters | s/step | examples/s/device | GFLOP/step | GFLOP/s | matmul GFLOP/s "
         "| of matmul | original s/step |")
   print("|---|---|---|---|---|---|---|---|---|---|")
