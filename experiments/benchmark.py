@@ -65,13 +65,13 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
             else model.init(jax.random.key(seed + 1)))
   optimizer = optax.adam(2e-4)
   mesh = sharding.data_mesh(jax.devices()[:num_devices])
+  dtype = COMPUTE_DTYPES[compute_dtype]
   # As training holds it: under mixed precision the population is cast once, not inside every step.
-  data = sharding.shard_distributions(mesh, jax.random.uniform(key, (num_distributions, num_examples, 784),
-                                                               COMPUTE_DTYPES[compute_dtype]))
+  data = sharding.shard_distributions(mesh, jax.random.uniform(key, (num_distributions, num_examples, 784), dtype))
   state = sharding.replicate(mesh, init_train_state(params, optimizer))
   loss_fn = functools.partial(model.loss, batch_size=batch_size, set_size=set_size)
-  if compute_dtype != "float32":
-    loss_fn = mixed_precision(loss_fn, COMPUTE_DTYPES[compute_dtype])
+  if dtype != jnp.float32:
+    loss_fn = mixed_precision(loss_fn, dtype)
   step = make_train_step(loss_fn, optimizer, mesh=mesh)
 
   start = time.perf_counter()
@@ -83,8 +83,7 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
   cost = lowered.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
 
-  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), COMPUTE_DTYPES[compute_dtype])
-          for i in (2, 3))
+  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), dtype) for i in (2, 3))
   matmul = jax.jit(jnp.matmul)
   holder = {"state": state}
 
