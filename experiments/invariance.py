@@ -19,7 +19,9 @@ of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each u
 `--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
 the unseen distributions' MetaELBO is then that decoder's. `vae` (MNIST only, a control) goes one step further: its
 encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled training distributions, scored as the
-shared-decoder MetaVAE (the set it is given changes nothing).
+shared-decoder MetaVAE (the set it is given changes nothing). Two ablations of the NS and the VHEs, in neither paper,
+move them towards the MetaVAE: `--config.latent_prior=standard` fixes p(z | c) to N(0, I), and
+`--config.decoder_input=z` makes their decoder p(x | z), so that c enters only the encoder q(z | x, c).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative", "vae")
 META_VAES = ("meta_vae", "meta_vae_iterative", "vae")  # the MetaVAE's code (`metavae`), the VAE as a special case
 DATASETS = ("mnist", "smallnorb")
 LATENT_PRIORS = ("learned", "standard")  # of the NS and the VHEs
+DECODER_INPUTS = ("z_and_c", "z")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 
 
@@ -76,6 +79,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
   trainer.check_choice(config, "latent_prior", LATENT_PRIORS)
   trainer.check_choice(config, "decoders", DECODERS)
+  trainer.check_choice(config, "decoder_input", DECODER_INPUTS)
+  if config.decoder_input != "z_and_c" and config.model in META_VAES:
+    raise trainer.ConfigError(f"config.decoder_input={config.decoder_input!r} is not allowed with config.model="
+                              f"{config.model!r}; only the NS and the VHEs have a context c to take from their decoder")
   if config.decoders == "shared" and config.model != "meta_vae":
     raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
                               "only the MetaVAE has a decoder per distribution to share")
@@ -127,8 +134,9 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
     weight = config.context_kl_weight
     if weight is None and config.model != "ns":
       weight = 1.0 / (examples_per_distribution or _examples_per_distribution(config))
-    decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features)) if conv
-               else StatisticianDecoder(config.hidden, config.decoder_wide, 784))
+    use_context = config.decoder_input == "z_and_c"
+    decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features), use_context) if conv
+               else StatisticianDecoder(config.hidden, config.decoder_wide, 784, use_context))
     model = statistician.ContextLatentModel(
         kind="ns" if config.model == "ns" else "vhe",
         context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
@@ -377,7 +385,7 @@ def model_options(config: ml_collections.ConfigDict) -> dict:
   """The options that change the model of `config.model` (the ablations), for results.json."""
   if config.model in META_VAES:
     return {"decoders": config.decoders} if config.model == "meta_vae" else {}
-  return {"latent_prior": config.latent_prior}
+  return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input}
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:

@@ -225,15 +225,21 @@ class ConvDecoder(nn.Module):
 
 
 class ConvContextDecoder(nn.Module):
-  """p(x | z, c) of the conv baselines: [z -> H, c -> H] summed, ELU, then `ConvDecoder`."""
+  """p(x | z, c) of the conv baselines: [z -> H, c -> H] summed, ELU, then `ConvDecoder`.
+
+  `use_context=False` drops c -> H: the decoder is p(x | z), c ignored (an ablation, in neither paper).
+  """
 
   hidden: int = 400
   features: Sequence[int] = _CONV_FEATURES
+  use_context: bool = True
 
   @nn.compact
   def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
-    h = nn.elu(nn.Dense(self.hidden, name="from_z")(z) + nn.Dense(self.hidden, name="from_c")(c))
-    return ConvDecoder(self.features)(h)
+    h = nn.Dense(self.hidden, name="from_z")(z)
+    if self.use_context:
+      h = h + nn.Dense(self.hidden, name="from_c")(c)
+    return ConvDecoder(self.features)(nn.elu(h))
 
 
 # --- Statistic networks of the Neural Statistician / Variational Homoencoder baselines ---
@@ -282,14 +288,20 @@ class LatentPrior(nn.Module):
 
 
 class StatisticianDecoder(nn.Module):
-  """p(x | z, c): [z -> 400, c -> 400] summed, ELU, -> 4096, ELU, -> output logits."""
+  """p(x | z, c): [z -> 400, c -> 400] summed, ELU, -> 4096, ELU, -> output logits.
+
+  `use_context=False` drops c -> 400: the decoder is p(x | z), c ignored (an ablation, in neither paper).
+  """
 
   hidden: int = 400
   wide: int = 4096
   output_dim: int = 784
+  use_context: bool = True
 
   @nn.compact
   def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
-    h = nn.elu(nn.Dense(self.hidden, name="from_z")(z) + nn.Dense(self.hidden, name="from_c")(c))
-    h = nn.elu(nn.Dense(self.wide)(h))
+    h = nn.Dense(self.hidden, name="from_z")(z)
+    if self.use_context:
+      h = h + nn.Dense(self.hidden, name="from_c")(c)
+    h = nn.elu(nn.Dense(self.wide)(nn.elu(h)))
     return nn.Dense(self.output_dim)(h)

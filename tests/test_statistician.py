@@ -83,3 +83,24 @@ def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero(kind):
   bound = lambda model, p: model.per_element_bound(p, jax.random.key(3), queries, sets)
   np.testing.assert_allclose(bound(standard, standard_params), bound(learned, params), rtol=1e-6)
   assert not np.allclose(bound(learned, learned.init(jax.random.key(0), D)), bound(learned, params))
+
+
+@pytest.mark.parametrize("kind", ["ns", "vhe"])
+def test_decoder_without_context_is_one_whose_context_weights_are_zero(kind):
+  with_c = _small(kind)
+  without_c = with_c._replace(decoder=StatisticianDecoder(8, 16, D, use_context=False))
+  params = with_c.init(jax.random.key(0), D)
+  params_without_c = without_c.init(jax.random.key(0), D)
+  assert "from_c" in params["decoder"]["params"] and "from_c" not in params_without_c["decoder"]["params"]
+  # Every other parameter is drawn as in the decoder with c, so zeroing its c -> hidden layer gives the same bound.
+  params["decoder"]["params"]["from_c"] = jax.tree.map(jnp.zeros_like, params["decoder"]["params"]["from_c"])
+  params_without_c = {**params, "decoder": params_without_c["decoder"]}
+  queries = jax.random.uniform(jax.random.key(1), (2, 6, D))
+  sets = jax.random.uniform(jax.random.key(2), (2, 6, 4, D)) if kind == "vhe" else None  # NS: its batch
+  bound = lambda model, p: model.per_element_bound(p, jax.random.key(3), queries, sets)
+  np.testing.assert_allclose(bound(without_c, params_without_c), bound(with_c, params), rtol=1e-6)
+  z, c = jnp.ones((2, 3)), jax.random.normal(jax.random.key(4), (2, 2, 5))
+  logits = without_c.decoder.apply(params_without_c["decoder"], z, c[0])
+  np.testing.assert_array_equal(logits, without_c.decoder.apply(params_without_c["decoder"], z, c[1]))
+  assert not np.allclose(with_c.decoder.apply(with_c.init(jax.random.key(0), D)["decoder"], z, c[0]),
+                         with_c.decoder.apply(with_c.init(jax.random.key(0), D)["decoder"], z, c[1]))

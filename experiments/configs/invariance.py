@@ -39,6 +39,9 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   # NS / VHE prior over z: "learned" p(z | c), as their papers, or "standard" N(0, I), ignoring c, as the
   # MetaVAE's (an ablation, not in either paper). The MetaVAEs' prior is always N(0, I).
   c.latent_prior = "learned"
+  # NS / VHE decoder: "z_and_c" p(x | z, c), as their papers, or "z" p(x | z), c entering only the encoder
+  # q(z | x, c) (and p(z | c)), as the set enters only the MetaVAE's encoder (an ablation, not in either paper).
+  c.decoder_input = "z_and_c"
   # MetaVAE decoders: "per_distribution", as the paper, or one "shared" by every distribution (an ablation).
   c.decoders = "per_distribution"
   # Linear probe.
