@@ -19,7 +19,8 @@ def test_benchmark_prints_json_with_finite_numbers(capsys):
   assert [r["model"] for r in rows] == ["ns"]
   assert rows[0]["set_size"] == 4  # the NS's set is its batch
   for result in rows:
-    for key in ("sec_per_step", "model_gflop_per_step", "achieved_gflops", "matmul_gflops"):
+    for key in ("sec_per_step", "sec_per_step_back_to_back", "model_gflop_per_step", "achieved_gflops",
+                "matmul_gflops"):
       assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["achieved_gflops"] == result["model_gflop_per_step"] / result["sec_per_step"]
     assert result["model_sizes"] == "quick" and result["original_sec_per_step"] is None  # known at the MNIST sizes only
@@ -54,6 +55,8 @@ def test_scaling_sweeps_the_sizes_asked_for(tmp_path, capsys):
   benchmark.main(["--models", "vhe", "--scaling", "--sweep", "set_size=2,3,4", "--out", str(tmp_path), *args])
   results = json.loads((tmp_path / "scaling.json").read_text())
   assert list(results) == ["set_size/vhe"] and results["set_size/vhe"]["sizes"] == [2, 3, 4]
+  assert all(s > 0 for s in results["set_size/vhe"]["sec_per_step_back_to_back"])
+  assert len(results["set_size/vhe"]["sec_per_step_back_to_back"]) == 3
   # The VHE's set enters only through per-element layers and a mean: its step's FLOPs are a fixed part plus a part
   # linear in N, read exactly by the fit (a quadratic term in N would show as an exponent above 1).
   gflops = results["set_size/vhe"]["gflop_per_step"]
