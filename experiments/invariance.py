@@ -21,7 +21,8 @@ the unseen distributions' MetaELBO is then that decoder's. `vae` (MNIST only, a 
 encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled training distributions, scored as the
 shared-decoder MetaVAE (the set it is given changes nothing). Two ablations of the NS and the VHEs, in neither paper,
 move them towards the MetaVAE: `--config.latent_prior=standard` fixes p(z | c) to N(0, I), and
-`--config.decoder_input=z` makes their decoder p(x | z), so that c enters only the encoder q(z | x, c).
+`--config.decoder_input=z` makes their decoder p(x | z), so that c enters only the encoder q(z | x, c), and
+`--config.encoder_input=x` makes the encoder q(z | x).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ META_VAES = ("meta_vae", "meta_vae_iterative", "vae")  # the MetaVAE's code (`me
 DATASETS = ("mnist", "smallnorb")
 LATENT_PRIORS = ("learned", "standard")  # of the NS and the VHEs
 DECODER_INPUTS = ("z_and_c", "z")  # of the NS and the VHEs
+ENCODER_INPUTS = ("x_and_c", "x")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 
 
@@ -80,9 +82,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "latent_prior", LATENT_PRIORS)
   trainer.check_choice(config, "decoders", DECODERS)
   trainer.check_choice(config, "decoder_input", DECODER_INPUTS)
-  if config.decoder_input != "z_and_c" and config.model in META_VAES:
-    raise trainer.ConfigError(f"config.decoder_input={config.decoder_input!r} is not allowed with config.model="
-                              f"{config.model!r}; only the NS and the VHEs have a context c to take from their decoder")
+  trainer.check_choice(config, "encoder_input", ENCODER_INPUTS)
+  for field, default in (("decoder_input", "z_and_c"), ("encoder_input", "x_and_c")):
+    if config[field] != default and config.model in META_VAES:
+      raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed with config.model={config.model!r}; "
+                                "only the NS and the VHEs have a context c to leave out")
   if config.decoders == "shared" and config.model != "meta_vae":
     raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
                               "only the MetaVAE has a decoder per distribution to share")
@@ -140,7 +144,7 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
     model = statistician.ContextLatentModel(
         kind="ns" if config.model == "ns" else "vhe",
         context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
-        latent_posterior=LatentPosterior(config.hidden, config.latent_dim),
+        latent_posterior=LatentPosterior(config.hidden, config.latent_dim, config.encoder_input == "x_and_c"),
         latent_prior=(LatentPrior((config.hidden, config.hidden), config.latent_dim)
                       if config.latent_prior == "learned" else None),
         decoder=decoder,
@@ -385,7 +389,8 @@ def model_options(config: ml_collections.ConfigDict) -> dict:
   """The options that change the model of `config.model` (the ablations), for results.json."""
   if config.model in META_VAES:
     return {"decoders": config.decoders} if config.model == "meta_vae" else {}
-  return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input}
+  return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input,
+          "encoder_input": config.encoder_input}
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:

@@ -264,15 +264,21 @@ class ContextPosterior(nn.Module):
 
 
 class LatentPosterior(nn.Module):
-  """q(z | x, c): [x -> H, c -> H] summed, ELU, H, ELU, -> 2Z."""
+  """q(z | x, c): [x -> H, c -> H] summed, ELU, H, ELU, -> 2Z.
+
+  `use_context=False` drops c -> H: the encoder is q(z | x), c ignored (an ablation, in neither paper).
+  """
 
   hidden: int = 400
   latent_dim: int = 40
+  use_context: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, c: jax.Array) -> DiagonalGaussian:
-    h = nn.elu(nn.Dense(self.hidden, name="from_x")(x) + nn.Dense(self.hidden, name="from_c")(c))
-    h = nn.elu(nn.Dense(self.hidden)(h))
+    h = nn.Dense(self.hidden, name="from_x")(x)
+    if self.use_context:
+      h = h + nn.Dense(self.hidden, name="from_c")(c)
+    h = nn.elu(nn.Dense(self.hidden)(nn.elu(h)))
     return gaussian_from_params(nn.Dense(2 * self.latent_dim)(h))
 
 

@@ -29,6 +29,7 @@ def _check_rotation_results(workdir, model, num_steps):
   assert json.loads((workdir / f"results_at_step_{num_steps}.json").read_text()) == results
   assert results.get("latent_prior") == ("learned" if model in ("ns", "vhe", "vhe_vampprior") else None)
   assert results.get("decoder_input") == ("z_and_c" if model in ("ns", "vhe", "vhe_vampprior") else None)
+  assert results.get("encoder_input") == ("x_and_c" if model in ("ns", "vhe", "vhe_vampprior") else None)
   assert results.get("decoders") == ("per_distribution" if model == "meta_vae" else None)
   if model in invariance.META_VAES:  # the decoder chosen for each unseen distribution, and its MetaELBO there
     assert ("unseen_decoder_values" in results) == (model != "vae")  # the VAE has one decoder
@@ -84,6 +85,13 @@ def test_invariance_config_errors_name_the_field(tmp_path):
   config.decoder_input = "z"
   with pytest.raises(trainer.ConfigError, match=r"config.decoder_input='z' is not allowed with config.model='meta_vae"):
     invariance.run(config, tmp_path)
+  config = mnist_scale.get_config("quick")
+  config.encoder_input = "c"
+  with pytest.raises(trainer.ConfigError, match=r"config.encoder_input='c' .* \['x_and_c', 'x'\]"):
+    invariance.run(config, tmp_path)
+  config.encoder_input, config.model = "x", "vae"
+  with pytest.raises(trainer.ConfigError, match=r"config.encoder_input='x' is not allowed with config.model='vae'"):
+    invariance.run(config, tmp_path)
   config = norb_lighting.get_config("quick")
   config.model = "vae"
   with pytest.raises(trainer.ConfigError, match=r"config.model='vae' is not allowed with config.dataset='smallnorb'"):
@@ -95,15 +103,17 @@ def test_invariance_config_errors_name_the_field(tmp_path):
 
 
 @pytest.mark.parametrize("get_config", [mnist_scale.get_config, norb_lighting.get_config], ids=["mlp", "conv"])
-def test_decoder_input_z_builds_baselines_whose_decoder_ignores_c(get_config):
+def test_the_input_options_build_baselines_whose_networks_ignore_c(get_config):
   config = get_config("quick")
   config.model = "vhe"
-  for decoder_input, use_context in (("z_and_c", True), ("z", False)):
-    config.decoder_input = decoder_input
+  for decoder_input, encoder_input in (("z_and_c", "x_and_c"), ("z", "x_and_c"), ("z_and_c", "x")):
+    config.decoder_input, config.encoder_input = decoder_input, encoder_input
     model = invariance.build_model(config, examples_per_distribution=100)
-    decoder = (model.model if config.dataset == "smallnorb" else model).decoder
-    assert decoder.use_context is use_context
-    assert invariance.model_options(config) == {"latent_prior": "learned", "decoder_input": decoder_input}
+    model = model.model if config.dataset == "smallnorb" else model
+    assert model.decoder.use_context is (decoder_input == "z_and_c")
+    assert model.latent_posterior.use_context is (encoder_input == "x_and_c")
+    assert invariance.model_options(config) == {"latent_prior": "learned", "decoder_input": decoder_input,
+                                                "encoder_input": encoder_input}
 
 
 class _PixelMass:

@@ -86,21 +86,27 @@ def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero(kind):
 
 
 @pytest.mark.parametrize("kind", ["ns", "vhe"])
-def test_decoder_without_context_is_one_whose_context_weights_are_zero(kind):
+@pytest.mark.parametrize("network", ["decoder", "latent_posterior"])
+def test_network_without_context_is_one_whose_context_weights_are_zero(kind, network):
   with_c = _small(kind)
-  without_c = with_c._replace(decoder=StatisticianDecoder(8, 16, D, use_context=False))
+  without_c = with_c._replace(**{"decoder": dict(decoder=StatisticianDecoder(8, 16, D, use_context=False)),
+                                 "latent_posterior": dict(latent_posterior=LatentPosterior(8, 3, use_context=False))
+                                 }[network])
   params = with_c.init(jax.random.key(0), D)
   params_without_c = without_c.init(jax.random.key(0), D)
-  assert "from_c" in params["decoder"]["params"] and "from_c" not in params_without_c["decoder"]["params"]
-  # Every other parameter is drawn as in the decoder with c, so zeroing its c -> hidden layer gives the same bound.
-  params["decoder"]["params"]["from_c"] = jax.tree.map(jnp.zeros_like, params["decoder"]["params"]["from_c"])
-  params_without_c = {**params, "decoder": params_without_c["decoder"]}
+  assert "from_c" in params[network]["params"] and "from_c" not in params_without_c[network]["params"]
+  # Every other parameter is drawn as in the network with c, so zeroing its c -> hidden layer gives the same bound.
+  params[network]["params"]["from_c"] = jax.tree.map(jnp.zeros_like, params[network]["params"]["from_c"])
+  params_without_c = {**params, network: params_without_c[network]}
   queries = jax.random.uniform(jax.random.key(1), (2, 6, D))
   sets = jax.random.uniform(jax.random.key(2), (2, 6, 4, D)) if kind == "vhe" else None  # NS: its batch
   bound = lambda model, p: model.per_element_bound(p, jax.random.key(3), queries, sets)
   np.testing.assert_allclose(bound(without_c, params_without_c), bound(with_c, params), rtol=1e-6)
-  z, c = jnp.ones((2, 3)), jax.random.normal(jax.random.key(4), (2, 2, 5))
-  logits = without_c.decoder.apply(params_without_c["decoder"], z, c[0])
-  np.testing.assert_array_equal(logits, without_c.decoder.apply(params_without_c["decoder"], z, c[1]))
-  assert not np.allclose(with_c.decoder.apply(with_c.init(jax.random.key(0), D)["decoder"], z, c[0]),
-                         with_c.decoder.apply(with_c.init(jax.random.key(0), D)["decoder"], z, c[1]))
+  # The network's output does not depend on c without it, and does with it.
+  first_input = jnp.ones((2, 3 if network == "decoder" else D))
+  c = jax.random.normal(jax.random.key(4), (2, 2, 5))
+  apply = lambda model, p, c: jax.tree.leaves(getattr(model, network).apply(p[network], first_input, c))
+  for a, b in zip(apply(without_c, params_without_c, c[0]), apply(without_c, params_without_c, c[1]), strict=True):
+    np.testing.assert_array_equal(a, b)
+  fresh = with_c.init(jax.random.key(0), D)
+  assert not np.allclose(apply(with_c, fresh, c[0])[0], apply(with_c, fresh, c[1])[0])

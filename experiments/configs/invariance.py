@@ -42,6 +42,9 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   # NS / VHE decoder: "z_and_c" p(x | z, c), as their papers, or "z" p(x | z), c entering only the encoder
   # q(z | x, c) (and p(z | c)), as the set enters only the MetaVAE's encoder (an ablation, not in either paper).
   c.decoder_input = "z_and_c"
+  # NS / VHE encoder: "x_and_c" q(z | x, c), as their papers, or "x" q(z | x), c ignored; with decoder_input "z" and
+  # latent_prior "standard" the set then enters nothing but the context KL (a VAE with their networks; an ablation).
+  c.encoder_input = "x_and_c"
   # MetaVAE decoders: "per_distribution", as the paper, or one "shared" by every distribution (an ablation).
   c.decoders = "per_distribution"
   # Linear probe.
