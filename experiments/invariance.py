@@ -19,10 +19,9 @@ of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each u
 `--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
 the unseen distributions' MetaELBO is then that decoder's. `vae` (MNIST only, a control) goes one step further: its
 encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled training distributions, scored as the
-shared-decoder MetaVAE (the set it is given changes nothing). Two ablations of the NS and the VHEs, in neither paper,
-move them towards the MetaVAE: `--config.latent_prior=standard` fixes p(z | c) to N(0, I), and
-`--config.decoder_input=z` makes their decoder p(x | z), so that c enters only the encoder q(z | x, c), and
-`--config.encoder_input=x` makes the encoder q(z | x).
+shared-decoder MetaVAE (the set it is given changes nothing). Ablations of the NS and the VHEs, in neither paper:
+`--config.latent_prior=standard` fixes p(z | c) to N(0, I), `--config.decoder_input=z` makes their decoder p(x | z)
+and `--config.encoder_input=x` their encoder q(z | x); with all three the set enters nothing but the context's KL term.
 """
 
 from __future__ import annotations
