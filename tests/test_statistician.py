@@ -89,9 +89,9 @@ def test_standard_latent_prior_is_a_learned_prior_that_outputs_zero(kind):
 @pytest.mark.parametrize("network", ["decoder", "latent_posterior"])
 def test_network_without_context_is_one_whose_context_weights_are_zero(kind, network):
   with_c = _small(kind)
-  without_c = with_c._replace(**{"decoder": dict(decoder=StatisticianDecoder(8, 16, D, use_context=False)),
-                                 "latent_posterior": dict(latent_posterior=LatentPosterior(8, 3, use_context=False))
-                                 }[network])
+  networks_without_c = {"decoder": StatisticianDecoder(8, 16, D, use_context=False),
+                        "latent_posterior": LatentPosterior(8, 3, use_context=False)}
+  without_c = with_c._replace(**{network: networks_without_c[network]})
   params = with_c.init(jax.random.key(0), D)
   params_without_c = without_c.init(jax.random.key(0), D)
   assert "from_c" in params[network]["params"] and "from_c" not in params_without_c[network]["params"]
