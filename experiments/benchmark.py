@@ -7,13 +7,13 @@
     python -m experiments.benchmark --compute-dtype bfloat16  # mixed precision (GPU/TPU): bfloat16 products
     python -m experiments.benchmark --models vhe --scaling --sweep set_size=40,80,160,320 --out DIR  # other sizes
 
-For each model: seconds per step (the median of steps timed one at a time, and the mean of the same number run back to
-back, as a training loop runs them), the step's FLOPs (XLA's count for the step's program before optimisation, the
-same on every backend, nearly all of it the matrix products of the forward and backward passes), the achieved
-GFLOP/s next to the machine's own dense matrix-product GFLOP/s (in the step's compute dtype, at JAX's default matmul
-precision: TF32 for float32 on recent NVIDIA GPUs, set JAX_DEFAULT_MATMUL_PRECISION=highest for true float32)
-measured in the same run, alternating with the steps, and the original PyTorch code's seconds per step on the
-project's 2-core machine (REFERENCE.md section 8).
+For each model: seconds per step (the median of steps timed one at a time, and the median over blocks of 4 steps run
+back to back, as a training loop runs them, alternating with them), the step's FLOPs (XLA's count for the step's program
+before optimisation, the same on every backend, nearly all of it the matrix products of the forward and backward
+passes), the achieved GFLOP/s next to the machine's own dense matrix-product GFLOP/s (in the step's compute dtype, at
+JAX's default matmul precision: TF32 for float32 on recent NVIDIA GPUs, set JAX_DEFAULT_MATMUL_PRECISION=highest for
+true float32) measured in the same run, alternating with the steps, and the original PyTorch code's seconds per step on
+the project's 2-core machine (REFERENCE.md section 8).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
 # The original code's s/step at K = 5, B = 100, N = 10 on the project's 2-core machine (REFERENCE.md section 8).
 ORIGINAL_SECONDS = {"meta_vae": 0.54, "ns": 0.105, "vhe": 0.54, "vhe_vampprior": 1.99}
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+BACK_TO_BACK_BLOCK = 4  # steps dispatched back to back per timed block
 SCALING = {"num_distributions": (2, 4, 8, 16), "set_size": (5, 10, 20, 40), "batch_size": (25, 50, 100, 200)}
 
 
@@ -92,23 +93,29 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
     holder["state"], holder["metrics"] = compiled(holder["state"], step_key, data)
     return holder["state"]
 
-  keys = jax.random.split(key, steps + 3)
-  for warm_key in keys[:3]:
+  def run_block(block_keys):
+    for block_key in block_keys:
+      run_step(block_key)
+    return holder["state"]
+
+  keys = jax.random.split(key, 3 + 2 * steps)
+  warm_keys, timed_keys, block_keys = keys[:3], keys[3:3 + steps], keys[3 + steps:]
+  for warm_key in warm_keys:
     _seconds(lambda: run_step(warm_key))
   _seconds(lambda: matmul(a, b))
-  step_times, matmul_times = [], []
-  for step_key in keys[3:]:
+  # As the training loop runs them (it waits only at the end of each logged window), steps are also dispatched back
+  # to back in blocks, timed to each block's last step; on an accelerator the host then queues a step while the last
+  # one runs. The blocks alternate with the steps timed one at a time, so both medians see the same machine states.
+  block = min(BACK_TO_BACK_BLOCK, steps)
+  step_times, matmul_times, block_times = [], [], []
+  for i, step_key in enumerate(timed_keys, start=1):
     step_times.append(_seconds(lambda: run_step(step_key)))
     matmul_times.append(_seconds(lambda: matmul(a, b)))
+    if i % block == 0:
+      block_times.append(_seconds(lambda: run_block(block_keys[i - block:i])) / block)
   seconds = statistics.median(step_times)
+  back_to_back_seconds = statistics.median(block_times)
   matmul_gflops = 2 * matmul_size**3 / 1e9 / statistics.median(matmul_times)
-  # As the training loop runs them (it waits only at the end of each logged window): the same steps dispatched back
-  # to back, timed to the last one's end. On an accelerator the host then queues a step while the last one runs.
-  start = time.perf_counter()
-  for step_key in keys[3:]:
-    run_step(step_key)
-  jax.block_until_ready(holder["state"])
-  back_to_back_seconds = (time.perf_counter() - start) / steps
   return {
       "model": model_name,
       "model_sizes": model_sizes,
