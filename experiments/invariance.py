@@ -17,7 +17,9 @@ of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each u
 `unseen_elbo_examples` test images is reported under that same decoder (for the iterative one also after each of
 `eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
 `--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
-the unseen distributions' MetaELBO is then that decoder's. `vae` (MNIST only, a control) goes one step further: its
+the unseen distributions' MetaELBO is then that decoder's; `--config.activation=elu` gives the MetaVAE's and the VAE's
+encoder MLP and decoders ELU where the original has ReLU (the activation of the NS's and the VHE's networks; an
+ablation), h(D) keeping its LeakyReLU. `vae` (MNIST only, a control) goes one step further: its
 encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled training distributions, scored as the
 shared-decoder MetaVAE (the set it is given changes nothing). Ablations of the NS and the VHEs, in neither paper:
 `--config.latent_prior=standard` fixes p(z | c) to N(0, I), `--config.decoder_input=z` makes their decoder p(x | z)
@@ -68,6 +70,7 @@ LATENT_PRIORS = ("learned", "standard")  # of the NS and the VHEs
 DECODER_INPUTS = ("z_and_c", "z")  # of the NS and the VHEs
 ENCODER_INPUTS = ("x_and_c", "x")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
+ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}  # of the MetaVAE's and the VAE's encoder MLP and decoders
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -82,6 +85,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "decoders", DECODERS)
   trainer.check_choice(config, "decoder_input", DECODER_INPUTS)
   trainer.check_choice(config, "encoder_input", ENCODER_INPUTS)
+  trainer.check_choice(config, "activation", sorted(ACTIVATIONS))
+  if config.activation != "relu" and (config.model not in ("meta_vae", "vae") or config.dataset != "mnist"):
+    raise trainer.ConfigError(f"config.activation={config.activation!r} is not allowed with config.model="
+                              f"{config.model!r} on {config.dataset!r}; only the MLP MetaVAE and the VAE have it")
   for field, default in (("decoder_input", "z_and_c"), ("encoder_input", "x_and_c")):
     if config[field] != default and config.model in META_VAES:
       raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed with config.model={config.model!r}; "
@@ -128,10 +135,10 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
                             num_refinements=config.num_refinements, num_samples=config.refinement_samples,
                             gradient_encoding=config.gradient_encoding)
   if config.model in ("meta_vae", "vae"):
-    hidden = (config.hidden, config.hidden)
-    decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder(hidden, 784)
-    inference = (QueryOnlyInference(hidden, config.latent_dim) if config.model == "vae"
-                 else MetaInferenceNetwork(tuple(config.summary_features), hidden, config.latent_dim))
+    hidden, activation = (config.hidden, config.hidden), ACTIVATIONS[config.activation]
+    decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder(hidden, 784, activation)
+    inference = (QueryOnlyInference(hidden, config.latent_dim, activation) if config.model == "vae"
+                 else MetaInferenceNetwork(tuple(config.summary_features), hidden, config.latent_dim, activation))
     model = MetaVAE(inference, decoder, shared_decoder=shares_decoder(config))
   else:
     weight = config.context_kl_weight
@@ -387,7 +394,8 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
 def model_options(config: ml_collections.ConfigDict) -> dict:
   """The options that change the model of `config.model` (the ablations), for results.json."""
   if config.model in META_VAES:
-    return {"decoders": config.decoders} if config.model == "meta_vae" else {}
+    options = {"decoders": config.decoders} if config.model == "meta_vae" else {}
+    return options | ({"activation": config.activation} if config.model in ("meta_vae", "vae") else {})
   return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input,
           "encoder_input": config.encoder_input}
 

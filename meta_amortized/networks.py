@@ -91,10 +91,11 @@ class MetaInferenceNetwork(nn.Module):
   summary_features: Sequence[int] = (784, 400, 400)
   hidden: Sequence[int] = (400, 400)
   latent_dim: int = 40
+  activation: Activation = nn.relu  # of r; h keeps its LeakyReLU
 
   def setup(self):
     self.summary = SummaryNetwork(self.summary_features)
-    self.aggregation = AggregationNetwork(self.hidden, self.latent_dim)
+    self.aggregation = AggregationNetwork(self.hidden, self.latent_dim, self.activation)
 
   def summarize(self, sets: jax.Array) -> jax.Array:
     """h(D) (..., S) of sets (..., N, D); `apply(params, sets, method="summarize")`."""
@@ -127,11 +128,12 @@ class QueryOnlyInference(nn.Module):
 
   hidden: Sequence[int] = (400, 400)
   latent_dim: int = 40
+  activation: Activation = nn.relu
 
   @nn.compact
   def __call__(self, sets: jax.Array, queries: jax.Array) -> DiagonalGaussian:
     del sets
-    return Encoder(self.hidden, self.latent_dim, name="encoder")(queries)
+    return Encoder(self.hidden, self.latent_dim, self.activation, name="encoder")(queries)
 
 
 class Decoder(nn.Module):

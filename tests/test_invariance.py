@@ -31,6 +31,7 @@ def _check_rotation_results(workdir, model, num_steps):
   assert results.get("decoder_input") == ("z_and_c" if model in ("ns", "vhe", "vhe_vampprior") else None)
   assert results.get("encoder_input") == ("x_and_c" if model in ("ns", "vhe", "vhe_vampprior") else None)
   assert results.get("decoders") == ("per_distribution" if model == "meta_vae" else None)
+  assert results.get("activation") == ("relu" if model in ("meta_vae", "vae") else None)
   if model in invariance.META_VAES:  # the decoder chosen for each unseen distribution, and its MetaELBO there
     assert ("unseen_decoder_values" in results) == (model != "vae")  # the VAE has one decoder
     assert set(results.get("unseen_decoder_values", [])) <= set(results["training_values"])
@@ -69,6 +70,10 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
     (mnist_scale.get_config, {"encoder_input": "x", "model": "vae"},
      r"config.encoder_input='x' is not allowed with config.model='vae'"),
     (norb_lighting.get_config, {"model": "vae"}, r"config.model='vae' is not allowed with config.dataset='smallnorb'"),
+    (mnist_scale.get_config, {"activation": "tanh"}, r"config.activation='tanh' .* \['elu', 'relu'\]"),
+    (mnist_scale.get_config, {"activation": "elu", "model": "vhe"},
+     r"config.activation='elu' is not allowed with config.model='vhe'"),
+    (norb_lighting.get_config, {"activation": "elu"}, r"config.activation='elu' is not allowed .* on 'smallnorb'"),
     (mnist_scale.get_config, {"data.num_train_examples": 70000},
      r"config.data.num_train_examples=70000 .* \[1, 60000\]"),
 ], ids=lambda v: ",".join(v) if isinstance(v, dict) else None)
@@ -91,6 +96,45 @@ def test_the_input_options_build_baselines_whose_networks_ignore_c(get_config):
     assert model.latent_posterior.use_context is (encoder_input == "x_and_c")
     assert invariance.model_options(config) == {"latent_prior": "learned", "decoder_input": decoder_input,
                                                 "encoder_input": encoder_input}
+
+
+@pytest.mark.parametrize("model_name", ["meta_vae", "vae"])
+def test_the_activation_option_gives_the_same_parameters_elu_in_place_of_relu(model_name):
+  config = mnist_scale.get_config("quick")
+  config.model = model_name
+  models = {}
+  for activation in ("relu", "elu"):
+    config.activation = activation
+    models[activation] = invariance.build_model(config, examples_per_distribution=100)
+    assert invariance.model_options(config)["activation"] == activation
+  params = models["relu"].init(jax.random.key(0), 2)
+  assert jax.tree.map(jnp.shape, models["elu"].init(jax.random.key(0), 2)) == jax.tree.map(jnp.shape, params)
+  queries = jax.random.uniform(jax.random.key(1), (3, 784))
+  sets = jax.random.uniform(jax.random.key(2), (3, 4, 784))
+  z = jax.random.normal(jax.random.key(3), (3, config.latent_dim))
+  decoder = jax.tree.map(lambda p: p[0], params["decoders"])
+  for activation, expected in (("relu", jax.nn.relu), ("elu", jax.nn.elu)):
+    model = models[activation]
+    # The encoder MLP's and the decoder's hidden layers, by hand from the same parameters.
+    encoder = params["meta_inference"]["params"]
+    encoder = encoder["encoder"] if model_name == "vae" else encoder["aggregation"]
+    inputs = queries if model_name == "vae" else jnp.concatenate(
+        [queries, models["relu"].meta_inference.apply(params["meta_inference"], sets, method="summarize")], -1)
+    posterior = model.meta_inference.apply(params["meta_inference"], sets, queries)
+    np.testing.assert_allclose(posterior.mean, _mlp(encoder, inputs, expected)[:, :config.latent_dim], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(model.decoder.apply(decoder, z), _mlp(decoder["params"], z, expected), rtol=1e-5,
+                               atol=1e-6)
+
+
+def _mlp(params, x, activation):
+  """Dense layers in order, `activation` between them (the layout of `networks.MLP`)."""
+  layers = params["MLP_0"] if "MLP_0" in params else params
+  names = sorted(layers, key=lambda name: int(name.rsplit("_", 1)[1]))
+  for i, name in enumerate(names):
+    x = x @ layers[name]["kernel"] + layers[name]["bias"]
+    x = activation(x) if i < len(names) - 1 else x
+  return x
 
 
 class _PixelMass:

@@ -47,6 +47,9 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   c.encoder_input = "x_and_c"
   # MetaVAE decoders: "per_distribution", as the paper, or one "shared" by every distribution (an ablation).
   c.decoders = "per_distribution"
+  # MetaVAE / VAE (MNIST) encoder MLP and decoders: "relu", as the original code, or "elu", as the NS's and the
+  # VHE's networks (an ablation, not in either paper); the summary network h keeps its LeakyReLU.
+  c.activation = "relu"
   # Linear probe.
   c.probe_tolerance = 1e-5
   c.probe_max_iterations = 5000  # the VHE codes need up to ~1100 L-BFGS iterations to reach the tolerance
