@@ -393,9 +393,12 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
 
 def model_options(config: ml_collections.ConfigDict) -> dict:
   """The options that change the model of `config.model` (the ablations), for results.json."""
+  if config.model == "meta_vae":
+    return {"decoders": config.decoders, "activation": config.activation}
+  if config.model == "vae":
+    return {"activation": config.activation}
   if config.model in META_VAES:
-    options = {"decoders": config.decoders} if config.model == "meta_vae" else {}
-    return options | ({"activation": config.activation} if config.model in ("meta_vae", "vae") else {})
+    return {}
   return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input,
           "encoder_input": config.encoder_input}
 

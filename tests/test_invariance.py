@@ -113,13 +113,13 @@ def test_the_activation_option_gives_the_same_parameters_elu_in_place_of_relu(mo
   sets = jax.random.uniform(jax.random.key(2), (3, 4, 784))
   z = jax.random.normal(jax.random.key(3), (3, config.latent_dim))
   decoder = jax.tree.map(lambda p: p[0], params["decoders"])
+  # The encoder MLP's and the decoder's hidden layers, by hand from the same parameters.
+  encoder = params["meta_inference"]["params"]
+  encoder = encoder["encoder"] if model_name == "vae" else encoder["aggregation"]
+  inputs = queries if model_name == "vae" else jnp.concatenate(
+      [queries, models["relu"].meta_inference.apply(params["meta_inference"], sets, method="summarize")], -1)
   for activation, expected in (("relu", jax.nn.relu), ("elu", jax.nn.elu)):
     model = models[activation]
-    # The encoder MLP's and the decoder's hidden layers, by hand from the same parameters.
-    encoder = params["meta_inference"]["params"]
-    encoder = encoder["encoder"] if model_name == "vae" else encoder["aggregation"]
-    inputs = queries if model_name == "vae" else jnp.concatenate(
-        [queries, models["relu"].meta_inference.apply(params["meta_inference"], sets, method="summarize")], -1)
     posterior = model.meta_inference.apply(params["meta_inference"], sets, queries)
     np.testing.assert_allclose(posterior.mean, _mlp(encoder, inputs, expected)[:, :config.latent_dim], rtol=1e-5,
                                atol=1e-6)
