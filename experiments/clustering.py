@@ -28,6 +28,9 @@ from meta_amortized.distributions import Categorical, DiagonalGaussian
 from meta_amortized.networks import MLP, SummaryNetwork
 from meta_amortized.sampling import sample_without_replacement
 
+# Read only by the evaluation (or, for vae_num_steps, as another run's num_steps): see `trainer.fit`.
+EVALUATION_FIELDS = ("num_test_mixtures", "test_queries", "vae_num_steps")
+
 
 def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_training(config)
@@ -157,7 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
       init_params=lambda key: {"inference": vae.init(key, jnp.zeros((1, config.data_dim))),
                                "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, 1, config))},
       loss_fn=functools.partial(vae_loss, model=vae, config=config), batch=(train_means[0],),
-      optimizer=optimizer(config))
+      optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
   vae_predict = lambda sets, queries: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
   errors["vae"] = float(jnp.mean(evaluate(vae_predict, test_means, eval_key, config, 1)))
 
@@ -170,7 +173,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
             "inference": model.init(key, jnp.zeros((set_size, config.data_dim)), jnp.zeros((1, config.data_dim))),
             "decoders": init_decoders(jax.random.fold_in(key, 1), num_mixtures, config)},
         loss_fn=functools.partial(meta_loss, model=model, config=config, set_size=set_size),
-        batch=(train_means[:num_mixtures],), optimizer=optimizer(config))
+        batch=(train_means[:num_mixtures],), optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
     predict = lambda sets, queries: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)
     return state, float(jnp.mean(evaluate(predict, test_means, eval_key, config, set_size)))
 

@@ -38,6 +38,7 @@ from meta_amortized.networks import MLP, SummaryNetwork, gaussian_from_params
 TRAIN_FAMILIES = ("gaussian", "lognormal", "exponential")
 UNSEEN_FAMILIES = ("laplace", "weibull", "beta")
 POSITIVE = {"exponential", "laplace", "weibull", "beta"}
+EVALUATION_FIELDS = ("unseen_range", "wide_range", "num_test_params", "test_queries")  # see `trainer.fit`
 
 
 def to_parameter(family: str, z: jax.Array) -> jax.Array:
@@ -147,7 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   def train(name, model, families, thetas):
     return trainer.fit(config, workdir, run=name, init_params=lambda k: model.init(k, *dummy),
                        loss_fn=functools.partial(meta_loss, families=families, model=model, config=config),
-                       batch=(thetas,)).params
+                       batch=(thetas,), evaluation_fields=EVALUATION_FIELDS).params
 
   metas = {f"meta_vae_{f}": train(f"meta_vae_{f}", meta, (f,), (train_thetas[f],)) for f in TRAIN_FAMILIES}
   metas["meta_vae_90"] = train("meta_vae_90", meta, TRAIN_FAMILIES, tuple(train_thetas[f] for f in TRAIN_FAMILIES))

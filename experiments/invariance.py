@@ -71,6 +71,9 @@ DECODER_INPUTS = ("z_and_c", "z")  # of the NS and the VHEs
 ENCODER_INPUTS = ("x_and_c", "x")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}  # of the MetaVAE's and the VAE's encoder MLP and decoders
+# Read only by the evaluation: a trained cell may be evaluated again with others (`trainer.fit`).
+EVALUATION_FIELDS = ("eval_batch_size", "eval_refinements", "summary_sets", "unseen_elbo_examples", "probe_tolerance",
+                     "probe_max_iterations", "data.num_test_examples")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -424,7 +427,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     loss_fn = mixed_precision(loss_fn, jnp.bfloat16, stateful=stateful)
     train = train.astype(jnp.bfloat16)  # cast once here, not the whole population inside every step
   state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(train,),
-                      stateful=stateful, has_gradients=has_gradients)
+                      stateful=stateful, has_gradients=has_gradients, evaluation_fields=EVALUATION_FIELDS)
   del train  # the bfloat16 copy, if one was made
   evaluation_started = time.monotonic()
   train_summaries = training_summaries(model, state.params, meta.train, config) if borrows_decoders(config) else None

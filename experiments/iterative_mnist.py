@@ -39,6 +39,9 @@ from meta_amortized.distributions import Bernoulli, DiagonalGaussian
 from meta_amortized.networks import Decoder, Encoder
 
 MODELS = ("standard", "iterative_gradient", "iterative_gradient_standardized", "iterative_error")
+# Which models run, and what only their evaluation reads: see `trainer.fit`.
+EVALUATION_FIELDS = ("models", "test_binarization_seed", "eval_steps", "eval_examples", "nll_samples", "nll_examples",
+                     "nll_chunk", "baseline_lrs")
 _SIGNALS = {"iterative_gradient": ("gradient", "log_sign"),
             "iterative_gradient_standardized": ("gradient", "standardize"),
             "iterative_error": ("error", "log_sign")}
@@ -170,7 +173,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   for name in config.models:
     state = trainer.fit(config, workdir, run=name, init_params=functools.partial(init, config, name),
                         loss_fn=functools.partial(loss_and_gradients, config=config, name=name),
-                        batch=(train_images,), optimizer=optimizer, has_gradients=True)
+                        batch=(train_images,), optimizer=optimizer, has_gradients=True,
+                        evaluation_fields=EVALUATION_FIELDS)
     params_of[name] = state.params
     evaluate = jax.jit(functools.partial(final_posterior, config, name), static_argnums=3)
     decoder = networks(config)[0]

@@ -200,6 +200,7 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
     num_train = len(splits.mnist_split(row, config.table1_split)[0])
     template = jax.eval_shape(lambda key: init_train_state(model.init(key, num_train), optax.adam(run.learning_rate)),
                               jax.random.key(0))
+    trainer.check_config_record(run, cell / "checkpoints" / config.table1_model, invariance.EVALUATION_FIELDS)
     state = trainer.restore_latest(cell / "checkpoints" / config.table1_model, template)
     if state is None:
       own.append(f"| {row} | not trained | | | |")

@@ -31,6 +31,9 @@ from experiments.plotting import figure
 from meta_amortized.distributions import DiagonalGaussian
 from meta_amortized.networks import MLP, SummaryNetwork, gaussian_from_params
 
+EVALUATION_FIELDS = ("test_lengths", "test_angles", "test_simulations", "test_sets", "bayes_grid", "region_angles",
+                     "region_lengths")  # see `trainer.fit`
+
 
 def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_training(config)
@@ -158,7 +161,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
                                 ("vae", False, (jnp.array([config.vae_length]), jnp.array([config.vae_angle])))]:
     model = PlaneInference(config.hidden, config.max_time, use_set)
     state = trainer.fit(config, workdir, run=name, init_params=lambda key, m=model: m.init(key, *dummy),
-                        loss_fn=functools.partial(compiled_inference_loss, model=model, config=config), batch=planes)
+                        loss_fn=functools.partial(compiled_inference_loss, model=model, config=config), batch=planes,
+                        evaluation_fields=EVALUATION_FIELDS)
     grids[name] = grid_of(functools.partial(plane_mse, state.params, model=model, config=config), eval_key, config)
   grids["bayes_optimal"] = grid_of(functools.partial(bayes_optimal_mse, config=config), eval_key, config)
 

@@ -66,6 +66,57 @@ def check_training(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.seed={config.seed!r} is not allowed; expected an integer")
 
 
+# Fields that say how long and how a run is carried out, not what it trains: a run may resume with others.
+RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every_seconds", "fast_compile", "distributed",
+                    "data.data_dir", "data.manual_dir")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  """{dotted name: value} of the leaves of a nested dict."""
+  flat = {}
+  for name, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{name}."))
+    else:
+      flat[f"{prefix}{name}"] = value
+  return flat
+
+
+def trained_fields(config: ml_collections.ConfigDict, evaluation_fields: Sequence[str] = ()) -> dict[str, Any]:
+  """{dotted field: value} of the fields that define what a run trains: every field of `config` but
+  RESUMABLE_FIELDS and the experiment's `evaluation_fields` (fields only its evaluation, or its other runs, read),
+  as JSON stores them (tuples as lists)."""
+  skip = (*RESUMABLE_FIELDS, *evaluation_fields)
+  kept = {k: v for k, v in sorted(_flat(config.to_dict()).items())
+          if not any(k == field or k.startswith(field + ".") for field in skip)}
+  return json.loads(json.dumps(kept))
+
+
+def config_record(directory: pathlib.Path) -> pathlib.Path:
+  """Where the trained fields of the run checkpointed in `directory` are recorded: beside it, out of Orbax's way."""
+  return directory.with_name(directory.name + ".config.json")
+
+
+def check_config_record(config: ml_collections.ConfigDict, directory: pathlib.Path,
+                        evaluation_fields: Sequence[str] = ()) -> None:
+  """Raises ConfigError naming every trained field of `config` that differs from the record of the run whose
+  checkpoints are in `directory` (written by `fit` when the run started). Fields the record lacks (added to the
+  configs after it was written) cannot be checked; a run without a record passes."""
+  path = config_record(directory)
+  if not path.exists():
+    return
+  try:
+    recorded = json.loads(path.read_text())
+  except json.JSONDecodeError as error:
+    raise ConfigError(f"the config record {path} cannot be read ({error}); delete it to resume unchecked") from error
+  given = trained_fields(config, evaluation_fields)
+  changed = [f"config.{k}={given[k]!r} (trained with {recorded[k]!r})"
+             for k in sorted(recorded.keys() & given.keys()) if recorded[k] != given[k]]
+  if changed:
+    raise ConfigError(f"the checkpoints in {directory} were trained with another config: " + "; ".join(changed)
+                      + ". Give the recorded values, or a fresh workdir to train with these.")
+
+
 class MetricsLog:
   """Appends one JSON line per logged step to `path`, each tagged with the run's name."""
 
@@ -135,6 +186,7 @@ def fit(
     optimizer: optax.GradientTransformation | None = None,
     stateful: bool = False,
     has_gradients: bool = False,
+    evaluation_fields: Sequence[str] = (),
 ) -> TrainState:
   """Trains `run` for config.num_steps steps (resuming if a checkpoint exists) and returns the final state.
 
@@ -150,12 +202,16 @@ def fit(
     optimizer: Adam with config.learning_rate when None.
     stateful: the model keeps non-trained state (batch-norm statistics) in `TrainState.model_state`.
     has_gradients: loss_fn returns (loss, metrics, gradients) (see `make_train_step`).
+    evaluation_fields: config fields (dotted) that this run's training does not read: those only the
+      experiment's evaluation, or its other runs, read. Every other field but RESUMABLE_FIELDS is recorded when
+      the run starts (workdir/checkpoints/<run>.config.json) and must be the same when it resumes.
 
   Training uses every device (`sharding.data_mesh`): the state replicated, the arrays of `batch` split over
   their leading (distribution) axis where the device count divides it, the query batch otherwise. The state
   returned is on this process's first device, for evaluation.
 
   Raises:
+    ConfigError: a checkpoint exists and was trained with other values of the recorded fields (named).
     FloatingPointError: the loss became NaN or inf; the message names the step, and the last
       checkpoint with finite parameters is kept.
   """
@@ -177,10 +233,16 @@ def fit(
   replicated = NamedSharding(mesh, PartitionSpec())
   template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                           jax.eval_shape(initial_state, init_key))
+  record = config_record(directory)
+  if manager.latest_step() is not None:
+    check_config_record(config, directory, evaluation_fields)
   state = restore_latest(directory, template, manager)
   if state is None:
     state = replicate(mesh, initial_state(init_key))
   start = int(state.step)
+  if (start == 0 or not record.exists()) and jax.process_index() == 0:
+    # Runs from before the record existed are recorded as they resume, unchecked.
+    record.write_text(json.dumps(trained_fields(config, evaluation_fields), indent=2) + "\n")
   log.truncate_after(start)
   clock.truncate_after(start)
   if start >= config.num_steps:

@@ -124,6 +124,31 @@ def test_a_run_that_resumes_restores_without_initialising(tmp_path):
   assert not (tmp_path / "missing").exists()
 
 
+def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path):
+  loss_fn = lambda params, key: (jnp.sum(params["w"] ** 2), {})
+  init = lambda k: {"w": jnp.ones(3)}
+  config = lambda **o: _config(**{"num_steps": 10, "data": dict(manual_dir="a", num_test=5), **o})
+  trainer.fit(config(), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
+  record = json.loads((tmp_path / "checkpoints" / "tiny.config.json").read_text())
+  assert record == {"learning_rate": 0.1, "seed": 0}
+  fit = lambda c: trainer.fit(c, tmp_path, run="tiny", init_params=init, loss_fn=loss_fn,
+                              evaluation_fields=("data.num_test",))
+  for changed in (config(seed=1, learning_rate=0.2), config(seed=1, learning_rate=0.2, num_steps=5)):
+    with pytest.raises(trainer.ConfigError, match=r"tiny were trained with another config: config.learning_rate=0.2 "
+                                                  r"\(trained with 0.1\); config.seed=1 \(trained with 0\)\."):
+      fit(changed)
+  # How long, where the data lies and what only the evaluation reads may change.
+  resumed = fit(_config(num_steps=20, log_every=10, data=dict(manual_dir="b", num_test=7)))
+  assert int(resumed.step) == 20
+  # A record without a checkpoint (a run killed before its first save) is replaced by the new run's.
+  (tmp_path / "checkpoints" / "fresh.config.json").write_text(json.dumps({"seed": 9}))
+  trainer.fit(config(), tmp_path, run="fresh", init_params=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
+  assert json.loads((tmp_path / "checkpoints" / "fresh.config.json").read_text()) == record
+  (tmp_path / "checkpoints" / "tiny.config.json").write_text("{broken")
+  with pytest.raises(trainer.ConfigError, match=r"config record .*tiny.config.json cannot be read"):
+    fit(config(num_steps=30))
+
+
 def test_config_checks_name_the_field_and_allowed_values():
   config = ml_collections.ConfigDict(dict(model="vea", num_steps=-1, seed=0, learning_rate=1e-3, log_every=1,
                                           checkpoint_every_seconds=1.0))
