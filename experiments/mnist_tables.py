@@ -65,6 +65,9 @@ def collect(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   found = {}
   for transform, split, model in cells(config):
     cell = workdir / transform / split / model
+    # Results of a cell trained under another config are not this config's: the same check as resuming it.
+    trainer.check_config_record(cell_config(config, transform, split, model), cell / "checkpoints" / model,
+                                invariance.EVALUATION_FIELDS)
     if config.run_missing:
       done = evaluations(cell)
       last = max(done, default=0)

@@ -289,12 +289,16 @@ def test_table1_of_the_vae_shows_codes_that_ignore_the_set(tmp_path, mnist_data_
   config.table1_model = "ns"
   with pytest.raises(trainer.ConfigError, match=r"config.table1_model='ns' .* \['meta_vae', 'vae'\]"):
     mnist_tables.run(config, tmp_path)
-  # A cell resumed, or collected into Table 1, under another config than it was trained with: an error naming the
-  # field, not a model rebuilt with the other activation.
+  # A cell resumed, collected, or collected into Table 1 under another config than it was trained with: an error
+  # naming the field, not another model's results under this config's name, or a model rebuilt with the other
+  # activation.
   config.table1_model, config.run.activation = "vae", "elu"
   for config.run_missing in (True, False):
     with pytest.raises(trainer.ConfigError, match=r"config.activation='elu' \(trained with 'relu'\)"):
       mnist_tables.run(config, tmp_path)
+  config.models = ("meta_vae",)  # not trained, so not collected: Table 1's own check of the VAE cell
+  with pytest.raises(trainer.ConfigError, match=r"config.activation='elu' \(trained with 'relu'\)"):
+    mnist_tables.run(config, tmp_path)
 
 
 # The conv NS and VHE differ from these only in bounds that tests/test_conv.py trains.
