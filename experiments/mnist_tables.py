@@ -199,12 +199,13 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
     cell = workdir / row / config.table1_split / config.table1_model
     run = cell_config(config, row, config.table1_split, config.table1_model)
     run.eval_batch_size = min(run.eval_batch_size, config.table1_images)
+    checkpoints = cell / "checkpoints" / config.table1_model
+    trainer.check_config_record(run, checkpoints, invariance.EVALUATION_FIELDS)  # before the model is built from run
     model = invariance.build_model(run)
     num_train = len(splits.mnist_split(row, config.table1_split)[0])
     template = jax.eval_shape(lambda key: init_train_state(model.init(key, num_train), optax.adam(run.learning_rate)),
                               jax.random.key(0))
-    trainer.check_config_record(run, cell / "checkpoints" / config.table1_model, invariance.EVALUATION_FIELDS)
-    state = trainer.restore_latest(cell / "checkpoints" / config.table1_model, template)
+    state = trainer.restore_latest(checkpoints, template)
     if state is None:
       own.append(f"| {row} | not trained | | | |")
       base.append(f"| {row} | not trained | | | | |")
