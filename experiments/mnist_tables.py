@@ -66,7 +66,7 @@ def collect(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   for transform, split, model in cells(config):
     cell = workdir / transform / split / model
     # Results of a cell trained under another config are not this config's: the same check as resuming it.
-    trainer.check_config_record(cell_config(config, transform, split, model), cell / "checkpoints" / model,
+    trainer.check_config_record(cell_config(config, transform, split, model), trainer.checkpoint_directory(cell, model),
                                 invariance.EVALUATION_FIELDS)
     if config.run_missing:
       done = evaluations(cell)
@@ -199,7 +199,7 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
     cell = workdir / row / config.table1_split / config.table1_model
     run = cell_config(config, row, config.table1_split, config.table1_model)
     run.eval_batch_size = min(run.eval_batch_size, config.table1_images)
-    checkpoints = cell / "checkpoints" / config.table1_model
+    checkpoints = trainer.checkpoint_directory(cell, config.table1_model)
     trainer.check_config_record(run, checkpoints, invariance.EVALUATION_FIELDS)  # before the model is built from run
     model = invariance.build_model(run)
     num_train = len(splits.mnist_split(row, config.table1_split)[0])

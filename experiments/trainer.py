@@ -92,6 +92,11 @@ def trained_fields(config: ml_collections.ConfigDict, evaluation_fields: Sequenc
   return json.loads(json.dumps(kept))
 
 
+def checkpoint_directory(workdir: pathlib.Path, run: str) -> pathlib.Path:
+  """Where `fit` keeps the Orbax checkpoints of run `run` in `workdir`."""
+  return workdir / "checkpoints" / run
+
+
 def config_record(directory: pathlib.Path) -> pathlib.Path:
   """Where the trained fields of the run checkpointed in `directory` are recorded: beside it, out of Orbax's way."""
   return directory.with_name(directory.name + ".config.json")
@@ -225,7 +230,7 @@ def fit(
 
   mesh = data_mesh()  # every device of every process; parameters replicated, distributions split
   batch = shard_distributions(mesh, batch)
-  directory = workdir / "checkpoints" / run
+  directory = checkpoint_directory(workdir, run)
   log = MetricsLog(workdir / "metrics.jsonl", run)
   clock = MetricsLog(workdir / "wall_times.jsonl", run)
   manager = _checkpoint_manager(directory)
