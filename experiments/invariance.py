@@ -73,7 +73,7 @@ DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}  # of the MetaVAE's and the VAE's encoder MLP and decoders
 # Read only by the evaluation: a trained cell may be evaluated again with others (`trainer.fit`).
 EVALUATION_FIELDS = ("eval_batch_size", "eval_refinements", "summary_sets", "unseen_elbo_examples", "probe_tolerance",
-                     "probe_max_iterations", "data.num_test_examples")
+                     "probe_max_iterations", "fixed_set_probe", "data.num_test_examples")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -96,6 +96,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config[field] != default and config.model in META_VAES:
       raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed with config.model={config.model!r}; "
                                 "only the NS and the VHEs have a context c to leave out")
+  if config.fixed_set_probe and config.model == "ns":
+    raise trainer.ConfigError("config.fixed_set_probe=True is not allowed with config.model='ns'; the NS encodes "
+                              "each chunk of queries with that chunk as its set")
   if config.decoders == "shared" and config.model != "meta_vae":
     raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
                               "only the MetaVAE has a decoder per distribution to share")
@@ -234,9 +237,15 @@ def _sets_for(key, images, num_queries: int, set_size: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "set_size", "own_batch_as_set"))
-def _encode_chunk(params, model_state, key, images, queries, decoder_index, *, model, set_size, own_batch_as_set):
+def _encode_chunk(params, model_state, key, images, queries, decoder_index, one_set, *, model, set_size,
+                  own_batch_as_set):
   set_key, code_key = jax.random.split(key)
-  sets = queries if own_batch_as_set else _sets_for(set_key, images, queries.shape[0], set_size)
+  if own_batch_as_set:
+    sets = queries
+  elif one_set is not None:
+    sets = jnp.broadcast_to(one_set, (queries.shape[0], *one_set.shape))
+  else:
+    sets = _sets_for(set_key, images, queries.shape[0], set_size)
   if isinstance(model, ConvModel):
     return model.encode(params, model_state, code_key, sets, queries)
   if isinstance(model, IterativeMetaVAE):
@@ -245,20 +254,26 @@ def _encode_chunk(params, model_state, key, images, queries, decoder_index, *, m
 
 
 def embed(model, params, key, images: jax.Array, *, config, model_state=None, decoder_index=None,
-          set_images: jax.Array | None = None) -> jax.Array:
+          set_images: jax.Array | None = None, one_set: bool = False) -> jax.Array:
   """Codes (M, Z) of images (M, *event) in chunks of eval_batch_size (the last may be smaller), each query
   with a set of set_size images drawn from `set_images`, by default `images` themselves (NS: its own chunk of
-  batch_size images, the sets it trained on). `model_state`: the batch statistics of a conv model;
-  `decoder_index`: the decoder whose gradients the iterative MetaVAE refines with."""
+  batch_size images, the sets it trained on); with `one_set`, one set drawn once and shared by every query.
+  `model_state`: the batch statistics of a conv model; `decoder_index`: the decoder whose gradients the iterative
+  MetaVAE refines with."""
   own_batch_as_set = config.model == "ns"
-  if own_batch_as_set and set_images is not None:
-    raise ValueError("config.model='ns' encodes each chunk with itself as the set; set_images cannot be given")
+  if own_batch_as_set and (set_images is not None or one_set):
+    raise ValueError("config.model='ns' encodes each chunk with itself as the set; set_images and one_set cannot "
+                     "be given")
   size = config.batch_size if own_batch_as_set else config.eval_batch_size
   encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size, own_batch_as_set=own_batch_as_set)
   pool = images if set_images is None else set_images
+  shared = None
+  if one_set:
+    set_key, key = jax.random.split(key)
+    shared = _sets_for(set_key, pool, 1, config.set_size)[0]
   starts = range(0, images.shape[0], size)
   keys = jax.random.split(key, len(starts))
-  return jnp.concatenate([encode(params, model_state, k, pool, images[i:i + size], decoder_index)
+  return jnp.concatenate([encode(params, model_state, k, pool, images[i:i + size], decoder_index, shared)
                           for i, k in zip(starts, keys, strict=True)])
 
 
@@ -383,9 +398,18 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
     fields["probe_gradient_norms"].append(float(fit.gradient_norm))
     fields["code_class_separation"].append(float(geometry.class_separation))
     fields["code_participation_ratio"].append(float(geometry.participation_ratio))
+    if config.fixed_set_probe:  # the same probe on codes that share one set per split: no set noise between them
+      train_codes, test_codes = (embed(model, state.params, jax.random.fold_in(value_key, 3 + j), images,
+                                       config=config, model_state=state.model_state, decoder_index=decoder_index,
+                                       one_set=True)
+                                 for j, images in enumerate((train_images, test_images)))
+      fields["fixed_set_test_accuracy"].append(
+          float(probe.probe_accuracy(fit_probe(train_codes, train_labels), test_codes, test_labels)))
 
   accuracies = fields.pop("test_accuracy")
   results = {"test_accuracy": accuracies, "mean_test_accuracy": float(np.mean(accuracies)), **fields}
+  if config.fixed_set_probe:
+    results["mean_fixed_set_test_accuracy"] = float(np.mean(fields["fixed_set_test_accuracy"]))
   if scores_unseen_elbo(config):
     results.update({"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),
                     "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})

@@ -1,6 +1,7 @@
 """The MNIST transformation-invariance experiment end to end on its quick config, for every model."""
 
 import functools
+import itertools
 import json
 import math
 import types
@@ -27,6 +28,10 @@ def _check_rotation_results(workdir, model, num_steps):
   assert results["train_steps"] == num_steps
   assert (workdir / "accuracy.png").stat().st_size > 0
   assert json.loads((workdir / f"results_at_step_{num_steps}.json").read_text()) == results
+  if "fixed_set_test_accuracy" in results:  # config.fixed_set_probe
+    assert len(results["fixed_set_test_accuracy"]) == 13 and all(0.0 <= a <= 1.0 for a in
+                                                                 results["fixed_set_test_accuracy"])
+    assert math.isclose(results["mean_fixed_set_test_accuracy"], sum(results["fixed_set_test_accuracy"]) / 13)
   assert results.get("latent_prior") == ("learned" if model in ("ns", "vhe", "vhe_vampprior") else None)
   assert results.get("decoder_input") == ("z_and_c" if model in ("ns", "vhe", "vhe_vampprior") else None)
   assert results.get("encoder_input") == ("x_and_c" if model in ("ns", "vhe", "vhe_vampprior") else None)
@@ -47,10 +52,12 @@ def _check_rotation_results(workdir, model, num_steps):
 def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
   config = mnist_rotate.get_config("quick")
   config.model = model
+  config.fixed_set_probe = model != "ns"  # the NS's set is its chunk of queries
   config.data.manual_dir = str(MNIST_MANUAL_DIR)
   config.data.data_dir = str(mnist_data_dir)
   invariance.run(config, tmp_path)
   _check_rotation_results(tmp_path, model, config.num_steps)
+  assert ("fixed_set_test_accuracy" in json.loads((tmp_path / "results.json").read_text())) == (model != "ns")
 
 
 @pytest.mark.parametrize(("get_config", "overrides", "message"), [
@@ -74,6 +81,8 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
     (mnist_scale.get_config, {"activation": "elu", "model": "vhe"},
      r"config.activation='elu' is not allowed with config.model='vhe'"),
     (norb_lighting.get_config, {"activation": "elu"}, r"config.activation='elu' is not allowed .* on 'smallnorb'"),
+    (mnist_scale.get_config, {"fixed_set_probe": True, "model": "ns"},
+     r"config.fixed_set_probe=True is not allowed with config.model='ns'"),
     (mnist_scale.get_config, {"data.num_train_examples": 70000},
      r"config.data.num_train_examples=70000 .* \[1, 60000\]"),
 ], ids=lambda v: ",".join(v) if isinstance(v, dict) else None)
@@ -185,6 +194,26 @@ def test_code_distance_takes_the_sets_from_the_distribution_asked_for():
     invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, set_images=images)
 
 
+def test_one_set_is_drawn_once_from_the_pool_and_shared_by_every_query_whatever_the_chunks():
+  images = jax.random.uniform(jax.random.key(0), (12, 784))
+  config = mnist_rotate.get_config("quick")
+  config.set_size = 3
+  codes = {}
+  for size in (4, 5):  # chunk keys differ with the chunk size; the one set does not
+    config.eval_batch_size = size
+    codes[size] = invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=True)[:, 0]
+  np.testing.assert_allclose(codes[4], codes[5], rtol=1e-6)
+  np.testing.assert_allclose(codes[4], jnp.full(12, codes[4][0]), rtol=1e-6)
+  # The mean grey level of 3 distinct images of the pool, and of no other triple.
+  triples = np.array([np.mean(np.asarray(images)[list(t)]) for t in itertools.combinations(range(12), 3)])
+  assert np.sum(np.abs(triples - codes[4][0]) < 1e-6) == 1
+  fresh = invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config)[:, 0]
+  assert np.ptp(fresh) > 0.01  # a set per query: the codes differ
+  config.model = "ns"
+  with pytest.raises(ValueError, match="config.model='ns'.*one_set"):
+    invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=True)
+
+
 class _LabelCode:
   """A stand-in model whose code is the query's first 10 pixels, where the test below writes its label."""
 
@@ -209,6 +238,12 @@ def test_evaluate_reads_a_code_that_carries_the_label():
   # Class means 5 apart along each one-hot axis against uniform noise of variance 1/12 in every code dimension.
   assert all(s > 10.0 for s in results["code_class_separation"])
   assert "unseen_elbo" not in results  # only a MetaVAE borrows a decoder
+  assert "fixed_set_test_accuracy" not in results  # off by default
+  config.fixed_set_probe = True  # the code ignores the set: one set per split reads the label as well
+  results = invariance.evaluate(_LabelCode(), state, meta, config)
+  assert results["fixed_set_test_accuracy"] == [1.0, 1.0] and results["mean_fixed_set_test_accuracy"] == 1.0
+  assert results["test_accuracy"] == [1.0, 1.0]
+  config.fixed_set_probe = False
   with pytest.raises(ValueError, match="config.model='vhe' on 'mnist' takes no train_summaries"):
     invariance.evaluate(_LabelCode(), state, meta, config, jnp.zeros((1, 3)))
   config.model = "meta_vae"
