@@ -71,6 +71,7 @@ DECODER_INPUTS = ("z_and_c", "z")  # of the NS and the VHEs
 ENCODER_INPUTS = ("x_and_c", "x")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}  # of the MetaVAE's and the VAE's encoder MLP and decoders
+FIXED_SET_PROBES = ("per_split", "shared")  # the probe beside test_accuracy's on codes that share one set
 # Read only by the evaluation: a trained cell may be evaluated again with others (`trainer.fit`).
 EVALUATION_FIELDS = ("eval_batch_size", "eval_refinements", "summary_sets", "unseen_elbo_examples", "probe_tolerance",
                      "probe_max_iterations", "fixed_set_probe", "data.num_test_examples")
@@ -96,9 +97,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config[field] != default and config.model in META_VAES:
       raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed with config.model={config.model!r}; "
                                 "only the NS and the VHEs have a context c to leave out")
-  if config.fixed_set_probe and config.model == "ns":
-    raise trainer.ConfigError("config.fixed_set_probe=True is not allowed with config.model='ns'; the NS encodes "
-                              "each chunk of queries with that chunk as its set")
+  if config.fixed_set_probe is not None:
+    trainer.check_choice(config, "fixed_set_probe", FIXED_SET_PROBES)
+    if config.model == "ns":
+      raise trainer.ConfigError(f"config.fixed_set_probe={config.fixed_set_probe!r} is not allowed with config.model="
+                                "'ns'; the NS encodes each chunk of queries with that chunk as its set")
   if config.decoders == "shared" and config.model != "meta_vae":
     raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
                               "only the MetaVAE has a decoder per distribution to share")
@@ -254,26 +257,25 @@ def _encode_chunk(params, model_state, key, images, queries, decoder_index, one_
 
 
 def embed(model, params, key, images: jax.Array, *, config, model_state=None, decoder_index=None,
-          set_images: jax.Array | None = None, one_set: bool = False) -> jax.Array:
+          set_images: jax.Array | None = None, one_set: jax.Array | None = None) -> jax.Array:
   """Codes (M, Z) of images (M, *event) in chunks of eval_batch_size (the last may be smaller), each query
   with a set of set_size images drawn from `set_images`, by default `images` themselves (NS: its own chunk of
-  batch_size images, the sets it trained on); with `one_set`, one set drawn once and shared by every query.
+  batch_size images, the sets it trained on), or with `one_set` (set_size, *event), the one set every query shares.
   `model_state`: the batch statistics of a conv model; `decoder_index`: the decoder whose gradients the iterative
   MetaVAE refines with."""
   own_batch_as_set = config.model == "ns"
-  if own_batch_as_set and (set_images is not None or one_set):
+  if own_batch_as_set and (set_images is not None or one_set is not None):
     raise ValueError("config.model='ns' encodes each chunk with itself as the set; set_images and one_set cannot "
                      "be given")
+  if one_set is not None and one_set.shape != (config.set_size, *images.shape[1:]):
+    raise ValueError(f"one_set of shape {one_set.shape} is not a set of config.set_size={config.set_size} images of "
+                     f"shape {images.shape[1:]}")
   size = config.batch_size if own_batch_as_set else config.eval_batch_size
   encode = functools.partial(_encode_chunk, model=model, set_size=config.set_size, own_batch_as_set=own_batch_as_set)
   pool = images if set_images is None else set_images
-  shared = None
-  if one_set:
-    set_key, key = jax.random.split(key)
-    shared = _sets_for(set_key, pool, 1, config.set_size)[0]
   starts = range(0, images.shape[0], size)
   keys = jax.random.split(key, len(starts))
-  return jnp.concatenate([encode(params, model_state, k, pool, images[i:i + size], decoder_index, shared)
+  return jnp.concatenate([encode(params, model_state, k, pool, images[i:i + size], decoder_index, one_set)
                           for i, k in zip(starts, keys, strict=True)])
 
 
@@ -398,17 +400,23 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
     fields["probe_gradient_norms"].append(float(fit.gradient_norm))
     fields["code_class_separation"].append(float(geometry.class_separation))
     fields["code_participation_ratio"].append(float(geometry.participation_ratio))
-    if config.fixed_set_probe:  # the same probe on codes that share one set per split: no set noise between them
-      train_codes, test_codes = (embed(model, state.params, jax.random.fold_in(value_key, 3 + j), images,
-                                       config=config, model_state=state.model_state, decoder_index=decoder_index,
-                                       one_set=True)
-                                 for j, images in enumerate((train_images, test_images)))
+    if config.fixed_set_probe is not None:  # the same probe on codes whose queries share one set: no set noise
+      keys = [jax.random.split(jax.random.fold_in(value_key, 3 + j)) for j in range(2)]  # (set, code) per split
+      sets = [_sets_for(set_key, images, 1, config.set_size)[0]
+              for (set_key, _), images in zip(keys, (train_images, test_images), strict=True)]
+      if config.fixed_set_probe == "shared":
+        sets[1] = sets[0]
+      train_codes, test_codes = (embed(model, state.params, code_key, images, config=config,
+                                       model_state=state.model_state, decoder_index=decoder_index, one_set=one_set)
+                                 for (_, code_key), images, one_set in zip(keys, (train_images, test_images), sets,
+                                                                           strict=True))
       fields["fixed_set_test_accuracy"].append(
           float(probe.probe_accuracy(fit_probe(train_codes, train_labels), test_codes, test_labels)))
 
   accuracies = fields.pop("test_accuracy")
   results = {"test_accuracy": accuracies, "mean_test_accuracy": float(np.mean(accuracies)), **fields}
-  if config.fixed_set_probe:
+  if config.fixed_set_probe is not None:
+    results["fixed_set_probe"] = config.fixed_set_probe
     results["mean_fixed_set_test_accuracy"] = float(np.mean(fields["fixed_set_test_accuracy"]))
   if scores_unseen_elbo(config):
     results.update({"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),

@@ -1,7 +1,6 @@
 """The MNIST transformation-invariance experiment end to end on its quick config, for every model."""
 
 import functools
-import itertools
 import json
 import math
 import types
@@ -52,7 +51,7 @@ def _check_rotation_results(workdir, model, num_steps):
 def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
   config = mnist_rotate.get_config("quick")
   config.model = model
-  config.fixed_set_probe = model != "ns"  # the NS's set is its chunk of queries
+  config.fixed_set_probe = None if model == "ns" else "per_split"  # the NS's set is its chunk of queries
   config.data.manual_dir = str(MNIST_MANUAL_DIR)
   config.data.data_dir = str(mnist_data_dir)
   invariance.run(config, tmp_path)
@@ -81,8 +80,9 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
     (mnist_scale.get_config, {"activation": "elu", "model": "vhe"},
      r"config.activation='elu' is not allowed with config.model='vhe'"),
     (norb_lighting.get_config, {"activation": "elu"}, r"config.activation='elu' is not allowed .* on 'smallnorb'"),
-    (mnist_scale.get_config, {"fixed_set_probe": True, "model": "ns"},
-     r"config.fixed_set_probe=True is not allowed with config.model='ns'"),
+    (mnist_scale.get_config, {"fixed_set_probe": "one"}, r"config.fixed_set_probe='one' .* \['per_split', 'shared'\]"),
+    (mnist_scale.get_config, {"fixed_set_probe": "shared", "model": "ns"},
+     r"config.fixed_set_probe='shared' is not allowed with config.model='ns'"),
     (mnist_scale.get_config, {"data.num_train_examples": 70000},
      r"config.data.num_train_examples=70000 .* \[1, 60000\]"),
 ], ids=lambda v: ",".join(v) if isinstance(v, dict) else None)
@@ -194,24 +194,21 @@ def test_code_distance_takes_the_sets_from_the_distribution_asked_for():
     invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, set_images=images)
 
 
-def test_one_set_is_drawn_once_from_the_pool_and_shared_by_every_query_whatever_the_chunks():
+def test_one_set_is_the_set_of_every_query_whatever_the_chunks():
   images = jax.random.uniform(jax.random.key(0), (12, 784))
   config = mnist_rotate.get_config("quick")
   config.set_size = 3
-  codes = {}
-  for size in (4, 5):  # chunk keys differ with the chunk size; the one set does not
+  for size in (4, 5, 12):
     config.eval_batch_size = size
-    codes[size] = invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=True)[:, 0]
-  np.testing.assert_allclose(codes[4], codes[5], rtol=1e-6)
-  np.testing.assert_allclose(codes[4], jnp.full(12, codes[4][0]), rtol=1e-6)
-  # The mean grey level of 3 distinct images of the pool, and of no other triple.
-  triples = np.array([np.mean(np.asarray(images)[list(t)]) for t in itertools.combinations(range(12), 3)])
-  assert np.sum(np.abs(triples - codes[4][0]) < 1e-6) == 1
+    codes = invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=images[7:10])
+    np.testing.assert_allclose(codes[:, 0], jnp.full(12, jnp.mean(images[7:10])), rtol=1e-6)
   fresh = invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config)[:, 0]
   assert np.ptp(fresh) > 0.01  # a set per query: the codes differ
+  with pytest.raises(ValueError, match=r"one_set of shape \(4, 784\) is not a set of config.set_size=3"):
+    invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=images[:4])
   config.model = "ns"
   with pytest.raises(ValueError, match="config.model='ns'.*one_set"):
-    invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=True)
+    invariance.embed(_SetMass(), None, jax.random.key(1), images, config=config, one_set=images[:3])
 
 
 class _LabelCode:
@@ -239,11 +236,6 @@ def test_evaluate_reads_a_code_that_carries_the_label():
   assert all(s > 10.0 for s in results["code_class_separation"])
   assert "unseen_elbo" not in results  # only a MetaVAE borrows a decoder
   assert "fixed_set_test_accuracy" not in results  # off by default
-  config.fixed_set_probe = True  # the code ignores the set: one set per split reads the label as well
-  results = invariance.evaluate(_LabelCode(), state, meta, config)
-  assert results["fixed_set_test_accuracy"] == [1.0, 1.0] and results["mean_fixed_set_test_accuracy"] == 1.0
-  assert results["test_accuracy"] == [1.0, 1.0]
-  config.fixed_set_probe = False
   with pytest.raises(ValueError, match="config.model='vhe' on 'mnist' takes no train_summaries"):
     invariance.evaluate(_LabelCode(), state, meta, config, jnp.zeros((1, 3)))
   config.model = "meta_vae"
@@ -256,6 +248,35 @@ def test_evaluate_reads_a_code_that_carries_the_label():
   expected = -float(jnp.mean(images[100:100 + config.unseen_elbo_examples]))
   np.testing.assert_allclose(results["unseen_elbo"], [expected, expected], rtol=1e-6)
   assert results["mean_unseen_elbo"] == pytest.approx(expected, rel=1e-6)
+
+
+class _SplitSignedLabelCode:
+  """A stand-in model whose code is the query's first 10 pixels, negated where the set's pixel 10 is 1."""
+
+  def encode(self, params, key, sets, queries):
+    return queries[:, :10] * (1.0 - 2.0 * jnp.mean(sets[..., 10], axis=-1, keepdims=True))
+
+
+def test_the_fixed_set_probes_take_their_sets_from_the_splits_named():
+  labels = jnp.arange(200) % 10
+  images = jax.random.uniform(jax.random.key(0), (200, 784)).at[:, :10].add(5.0 * jax.nn.one_hot(labels, 10))
+  images = images.at[:, 10].set(jnp.arange(200) >= 100)  # pixel 10 marks the test split
+  halves = (images[:100], labels[:100]), (images[100:], labels[100:])
+  meta = invariance.MetaSplit(None, (0.0,), (10.0,), lambda i: halves, num_classes=10)
+  state = types.SimpleNamespace(params=None, model_state=None)
+  config = mnist_rotate.get_config("quick")
+  config.model = "vhe"
+  accuracy = {}
+  for fixed_set_probe in ("per_split", "shared"):
+    config.fixed_set_probe = fixed_set_probe
+    results = invariance.evaluate(_SplitSignedLabelCode(), state, meta, config)
+    assert results["fixed_set_probe"] == fixed_set_probe
+    assert results["mean_fixed_set_test_accuracy"] == results["fixed_set_test_accuracy"][0]
+    accuracy[fixed_set_probe] = results["fixed_set_test_accuracy"][0]
+  # Test codes with sets from the test split are negated: the probe fitted to the training codes reads them
+  # wrongly, as it does the fresh sets' (from each split, as the protocol draws them); with the training split's
+  # set for both, it reads them all.
+  assert results["test_accuracy"][0] < 0.1 and accuracy["per_split"] < 0.1 and accuracy["shared"] == 1.0
 
 
 def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mnist_data_dir):

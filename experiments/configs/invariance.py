@@ -53,9 +53,11 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   # Linear probe.
   c.probe_tolerance = 1e-5
   c.probe_max_iterations = 5000  # the VHE codes need up to ~1100 L-BFGS iterations to reach the tolerance
-  # True: the probe also fitted to codes whose queries all share one set per split (drawn once), beside the fresh
-  # set per query of test_accuracy, as fixed_set_test_accuracy (not the NS, whose set is each chunk of queries).
-  c.fixed_set_probe = False
+  # The probe also fitted to codes whose queries all share one set, drawn once, beside test_accuracy's fresh set per
+  # query, as fixed_set_test_accuracy: "per_split", the training codes' set from the training split and the test
+  # codes' from the test split, or "shared", the training split's set for both (not the NS, whose set is each chunk
+  # of queries); None: not.
+  c.fixed_set_probe = ml_collections.FieldReference(None, field_type=str)
   c.checkpoint_every_seconds = 300.0
   if mode == "quick":
     c.latent_dim = 4
