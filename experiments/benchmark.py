@@ -36,6 +36,7 @@ from experiments import invariance
 from experiments.configs import mnist_rotate
 from experiments.plotting import figure
 from meta_amortized import sharding
+from meta_amortized.networks import CONTEXT_MERGES
 from meta_amortized.training import init_train_state, make_train_step, mixed_precision
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
@@ -54,13 +55,16 @@ def _seconds(fn) -> float:
 
 def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
                    steps: int, matmul_size: int, num_devices: int = 1, seed: int = 0,
-                   model_sizes: str = "mnist", compute_dtype: str = "float32") -> dict:
+                   model_sizes: str = "mnist", compute_dtype: str = "float32", context_merge: str = "sum") -> dict:
   """Times one model's step (sharded over the first `num_devices` devices) and a dense matmul in alternation,
   so both see the same machine state. The model has the sizes of the MNIST experiments (`model_sizes="quick"`: those
   of their quick config, which compile in seconds, for the tests); `compute_dtype="bfloat16"` runs its matrix products
-  (and the reference matmul) in bfloat16, as `--config.compute_dtype=bfloat16` trains."""
+  (and the reference matmul) in bfloat16, as `--config.compute_dtype=bfloat16` trains; `context_merge="concat"` gives
+  the NS and the VHEs the original code's concatenation (`--config.context_merge`)."""
   config = mnist_rotate.get_config("quick" if model_sizes == "quick" else None)
   config.model = model_name
+  if model_name != "meta_vae":
+    config.context_merge = context_merge
   model = invariance.build_model(config, num_examples)
   key = jax.random.key(seed)
   params = (model.init(jax.random.key(seed + 1), num_distributions) if model_name == "meta_vae"
@@ -120,6 +124,7 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
       "model": model_name,
       "model_sizes": model_sizes,
       "compute_dtype": compute_dtype,
+      "context_merge": None if model_name == "meta_vae" else context_merge,
       "num_distributions": num_distributions,
       "batch_size": batch_size,
       "set_size": batch_size if model_name == "ns" else set_size,
@@ -251,6 +256,8 @@ def main(argv=None) -> None:
                       help="the models' sizes: the MNIST experiments', or their quick config's (compiles fast)")
   parser.add_argument("--compute-dtype", choices=tuple(COMPUTE_DTYPES), default="float32",
                       help="the matrix products' dtype (bfloat16: mixed precision, float32 parameters and losses)")
+  parser.add_argument("--context-merge", choices=CONTEXT_MERGES, default="sum",
+                      help="how the NS and the VHEs join x (or z) and c: summed, or concatenated as the original code")
   args = parser.parse_args(argv)
   models = args.models.split(",")
   unknown = [m for m in models if m not in MODELS]
@@ -264,7 +271,7 @@ def main(argv=None) -> None:
   defaults = {"num_distributions": args.num_distributions, "batch_size": args.batch_size, "set_size": args.set_size}
   matmul_size = args.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
   timing = {"num_examples": args.num_examples, "steps": args.steps, "matmul_size": matmul_size,
-            "model_sizes": args.model_sizes, "compute_dtype": args.compute_dtype}
+            "model_sizes": args.model_sizes, "compute_dtype": args.compute_dtype, "context_merge": args.context_merge}
   processor = platform.processor() or platform.machine()
   header = {"device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({processor})",
             "jax_version": jax.__version__, "compute_dtype": args.compute_dtype,
@@ -286,7 +293,7 @@ def main(argv=None) -> None:
     return
   print(f"Training steps at K={args.num_distributions} B={args.batch_size} N={args.set_size} on {header['device']}, "
         f"JAX {jax.__version__}, {args.compute_dtype} products (default matmul precision "
-        f"{header['default_matmul_precision']}), reference matmul {matmul_size}")
+        f"{header['default_matmul_precision']}), reference matmul {matmul_size}, NS / VHE context {args.context_merge}")
   print("| model | devices | parameters | s/step | s/step back to back | examples/s/device | GFLOP/step | GFLOP/s "
         "| matmul GFLOP/s | of matmul | original s/step |")
   print("|---|---|---|---|---|---|---|---|---|---|---|")

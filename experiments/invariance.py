@@ -24,6 +24,8 @@ encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled tra
 shared-decoder MetaVAE (the set it is given changes nothing). Ablations of the NS and the VHEs, in neither paper:
 `--config.latent_prior=standard` fixes p(z | c) to N(0, I), `--config.decoder_input=z` makes their decoder p(x | z)
 and `--config.encoder_input=x` their encoder q(z | x); with all three the set enters nothing but the context's KL term.
+`--config.context_merge=concat` joins the embeddings of x (or z) and c in their encoder and decoder as the original
+MetaVAE code does (ELU of each, concatenated) instead of summing them as the Neural Statistician's networks do.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from meta_amortized.conv import ConvModel
 from meta_amortized.iterative import IterativeEncoder
 from meta_amortized.metavae import IterativeMetaVAE, MetaVAE
 from meta_amortized.networks import (
+  CONTEXT_MERGES,
   ContextPosterior,
   ConvContextDecoder,
   ConvDecoder,
@@ -89,14 +92,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_choice(config, "decoders", DECODERS)
   trainer.check_choice(config, "decoder_input", DECODER_INPUTS)
   trainer.check_choice(config, "encoder_input", ENCODER_INPUTS)
+  trainer.check_choice(config, "context_merge", CONTEXT_MERGES)
   trainer.check_choice(config, "activation", sorted(ACTIVATIONS))
   if config.activation != "relu" and (config.model not in ("meta_vae", "vae") or config.dataset != "mnist"):
     raise trainer.ConfigError(f"config.activation={config.activation!r} is not allowed with config.model="
                               f"{config.model!r} on {config.dataset!r}; only the MLP MetaVAE and the VAE have it")
-  for field, default in (("decoder_input", "z_and_c"), ("encoder_input", "x_and_c")):
+  for field, default in (("decoder_input", "z_and_c"), ("encoder_input", "x_and_c"), ("context_merge", "sum")):
     if config[field] != default and config.model in META_VAES:
       raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed with config.model={config.model!r}; "
-                                "only the NS and the VHEs have a context c to leave out")
+                                "only the NS and the VHEs have a context c")
   if config.fixed_set_probe is not None:
     trainer.check_choice(config, "fixed_set_probe", FIXED_SET_PROBES)
     if config.model == "ns":
@@ -154,12 +158,13 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
     if weight is None and config.model != "ns":
       weight = 1.0 / (examples_per_distribution or _examples_per_distribution(config))
     use_context = config.decoder_input == "z_and_c"
-    decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features), use_context) if conv
-               else StatisticianDecoder(config.hidden, config.decoder_wide, 784, use_context))
+    merge = config.context_merge
+    decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features), use_context, merge) if conv
+               else StatisticianDecoder(config.hidden, config.decoder_wide, 784, use_context, merge))
     model = statistician.ContextLatentModel(
         kind="ns" if config.model == "ns" else "vhe",
         context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
-        latent_posterior=LatentPosterior(config.hidden, config.latent_dim, config.encoder_input == "x_and_c"),
+        latent_posterior=LatentPosterior(config.hidden, config.latent_dim, config.encoder_input == "x_and_c", merge),
         latent_prior=(LatentPrior((config.hidden, config.hidden), config.latent_dim)
                       if config.latent_prior == "learned" else None),
         decoder=decoder,
@@ -435,7 +440,7 @@ def model_options(config: ml_collections.ConfigDict) -> dict:
   if config.model in META_VAES:
     return {}
   return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input,
-          "encoder_input": config.encoder_input}
+          "encoder_input": config.encoder_input, "context_merge": config.context_merge}
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:

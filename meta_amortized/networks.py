@@ -41,6 +41,22 @@ class MLP(nn.Module):
     return x
 
 
+CONTEXT_MERGES = ("sum", "concat")
+
+
+def join_context(from_input: jax.Array, from_context: jax.Array | None, merge: str) -> jax.Array:
+  """ELU of the embeddings (..., H) of the input (x or z) and of the context c, which the next layer reads: summed,
+  then ELU (`merge="sum"`, as the Neural Statistician's networks), or ELU of each, concatenated to (..., 2H)
+  (`"concat"`, as the original MetaVAE code's NS and VHE). The input's alone when `from_context` is None."""
+  if merge not in CONTEXT_MERGES:
+    raise ValueError(f"merge={merge!r} is not one of {CONTEXT_MERGES}")
+  if from_context is None:
+    return nn.elu(from_input)
+  if merge == "sum":
+    return nn.elu(from_input + from_context)
+  return jnp.concatenate([nn.elu(from_input), nn.elu(from_context)], axis=-1)
+
+
 def gaussian_from_params(params: jax.Array) -> DiagonalGaussian:
   """Splits the last axis of (..., 2Z) into a mean and a log-variance, in float32 (whatever the networks'
   compute dtype: the bounds are computed in float32)."""
@@ -227,7 +243,7 @@ class ConvDecoder(nn.Module):
 
 
 class ConvContextDecoder(nn.Module):
-  """p(x | z, c) of the conv baselines: [z -> H, c -> H] summed, ELU, then `ConvDecoder`.
+  """p(x | z, c) of the conv baselines: [z -> H, c -> H] joined (`join_context`), then `ConvDecoder`.
 
   `use_context=False` drops c -> H: the decoder is p(x | z), c ignored (an ablation, in neither paper).
   """
@@ -235,13 +251,13 @@ class ConvContextDecoder(nn.Module):
   hidden: int = 400
   features: Sequence[int] = _CONV_FEATURES
   use_context: bool = True
+  context_merge: str = "sum"
 
   @nn.compact
   def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
-    h = nn.Dense(self.hidden, name="from_z")(z)
-    if self.use_context:
-      h = h + nn.Dense(self.hidden, name="from_c")(c)
-    return ConvDecoder(self.features)(nn.elu(h))
+    from_c = nn.Dense(self.hidden, name="from_c")(c) if self.use_context else None
+    return ConvDecoder(self.features)(join_context(nn.Dense(self.hidden, name="from_z")(z), from_c,
+                                                   self.context_merge))
 
 
 # --- Statistic networks of the Neural Statistician / Variational Homoencoder baselines ---
@@ -266,7 +282,7 @@ class ContextPosterior(nn.Module):
 
 
 class LatentPosterior(nn.Module):
-  """q(z | x, c): [x -> H, c -> H] summed, ELU, H, ELU, -> 2Z.
+  """q(z | x, c): [x -> H, c -> H] joined (`join_context`: summed, ELU), H, ELU, -> 2Z.
 
   `use_context=False` drops c -> H: the encoder is q(z | x), c ignored (an ablation, in neither paper).
   """
@@ -274,13 +290,13 @@ class LatentPosterior(nn.Module):
   hidden: int = 400
   latent_dim: int = 40
   use_context: bool = True
+  context_merge: str = "sum"
 
   @nn.compact
   def __call__(self, x: jax.Array, c: jax.Array) -> DiagonalGaussian:
-    h = nn.Dense(self.hidden, name="from_x")(x)
-    if self.use_context:
-      h = h + nn.Dense(self.hidden, name="from_c")(c)
-    h = nn.elu(nn.Dense(self.hidden)(nn.elu(h)))
+    from_c = nn.Dense(self.hidden, name="from_c")(c) if self.use_context else None
+    h = join_context(nn.Dense(self.hidden, name="from_x")(x), from_c, self.context_merge)
+    h = nn.elu(nn.Dense(self.hidden)(h))
     return gaussian_from_params(nn.Dense(2 * self.latent_dim)(h))
 
 
@@ -296,7 +312,7 @@ class LatentPrior(nn.Module):
 
 
 class StatisticianDecoder(nn.Module):
-  """p(x | z, c): [z -> 400, c -> 400] summed, ELU, -> 4096, ELU, -> output logits.
+  """p(x | z, c): [z -> 400, c -> 400] joined (`join_context`: summed, ELU), -> 4096, ELU, -> output logits.
 
   `use_context=False` drops c -> 400: the decoder is p(x | z), c ignored (an ablation, in neither paper).
   """
@@ -305,11 +321,11 @@ class StatisticianDecoder(nn.Module):
   wide: int = 4096
   output_dim: int = 784
   use_context: bool = True
+  context_merge: str = "sum"
 
   @nn.compact
   def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
-    h = nn.Dense(self.hidden, name="from_z")(z)
-    if self.use_context:
-      h = h + nn.Dense(self.hidden, name="from_c")(c)
-    h = nn.elu(nn.Dense(self.wide)(nn.elu(h)))
+    from_c = nn.Dense(self.hidden, name="from_c")(c) if self.use_context else None
+    h = join_context(nn.Dense(self.hidden, name="from_z")(z), from_c, self.context_merge)
+    h = nn.elu(nn.Dense(self.wide)(h))
     return nn.Dense(self.output_dim)(h)

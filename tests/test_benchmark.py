@@ -24,6 +24,12 @@ def test_benchmark_prints_json_with_finite_numbers(capsys):
       assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["achieved_gflops"] == result["model_gflop_per_step"] / result["sec_per_step"]
     assert result["model_sizes"] == "quick" and result["original_sec_per_step"] is None  # known at the MNIST sizes only
+  # The original code's concatenation widens the layer after each join: more parameters and FLOPs than the sum.
+  benchmark.main(["--models", "ns", "--context-merge", "concat", *TINY])
+  concat = json.loads(capsys.readouterr().out)["rows"][0]
+  assert (rows[0]["context_merge"], concat["context_merge"]) == ("sum", "concat")
+  assert concat["parameters"] > rows[0]["parameters"]
+  assert concat["model_gflop_per_step"] > rows[0]["model_gflop_per_step"]
 
 
 def test_benchmark_shards_the_step_over_fake_devices():

@@ -75,6 +75,9 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
     (mnist_scale.get_config, {"encoder_input": "c"}, r"config.encoder_input='c' .* \['x_and_c', 'x'\]"),
     (mnist_scale.get_config, {"encoder_input": "x", "model": "vae"},
      r"config.encoder_input='x' is not allowed with config.model='vae'"),
+    (mnist_scale.get_config, {"context_merge": "product"}, r"config.context_merge='product' .* \['sum', 'concat'\]"),
+    (mnist_scale.get_config, {"context_merge": "concat"},
+     r"config.context_merge='concat' is not allowed with config.model='meta_vae'"),
     (norb_lighting.get_config, {"model": "vae"}, r"config.model='vae' is not allowed with config.dataset='smallnorb'"),
     (mnist_scale.get_config, {"activation": "tanh"}, r"config.activation='tanh' .* \['elu', 'relu'\]"),
     (mnist_scale.get_config, {"activation": "elu", "model": "vhe"},
@@ -104,7 +107,22 @@ def test_the_input_options_build_baselines_whose_networks_ignore_c(get_config):
     assert model.decoder.use_context is (decoder_input == "z_and_c")
     assert model.latent_posterior.use_context is (encoder_input == "x_and_c")
     assert invariance.model_options(config) == {"latent_prior": "learned", "decoder_input": decoder_input,
-                                                "encoder_input": encoder_input}
+                                                "encoder_input": encoder_input, "context_merge": "sum"}
+
+
+@pytest.mark.parametrize(("model_name", "merge", "count"), [
+    # The original code (mhw32/meta-inference-public, bfe3de9) concatenates: its Statistician and HomoEncoder have
+    # 8,284,104 parameters, its HomoEncoder_VampPrior 12,204,104 (500 pseudo-sets of 10 x 784 on top).
+    ("ns", "concat", 8_284_104), ("vhe", "concat", 8_284_104), ("vhe_vampprior", "concat", 12_204_104),
+    # Summing leaves out the layers' c halves after the join: 400 x 400 in q(z | x, c), 400 x 4096 in p(x | z, c).
+    ("ns", "sum", 8_284_104 - 400 * 400 - 400 * 4096), ("vhe", "sum", 8_284_104 - 400 * 400 - 400 * 4096),
+])
+def test_concatenated_context_gives_the_original_codes_baselines(model_name, merge, count):
+  config = mnist_scale.get_config()
+  config.model, config.context_merge = model_name, merge
+  model = invariance.build_model(config)
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  assert sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes)) == count
 
 
 @pytest.mark.parametrize("model_name", ["meta_vae", "vae"])

@@ -145,6 +145,21 @@ def test_statistic_networks_shapes():
                              linear.apply(lin_params, mean_set).mean, rtol=1e-6)
 
 
+def test_concatenated_context_enters_the_next_layer_additively_and_summed_does_not():
+  # After "concat" the next layer is W1 elu(a) + W2 elu(b): a function of a plus one of b, so swapping the contexts of
+  # two inputs leaves the sum of the four outputs' differences at zero; after "sum" (elu(a + b)) it does not.
+  a = jax.random.normal(jax.random.key(0), (2, 6))
+  b = jax.random.normal(jax.random.key(1), (2, 6))
+  layer = networks.nn.Dense(5)
+  for merge, separable in (("concat", True), ("sum", False)):
+    params = layer.init(jax.random.key(2), networks.join_context(a, b, merge))
+    out = lambda i, j, merge=merge, params=params: layer.apply(params, networks.join_context(a[i], b[j], merge))
+    interaction = out(0, 0) + out(1, 1) - out(0, 1) - out(1, 0)
+    assert (float(jnp.max(jnp.abs(interaction))) < 1e-5) is separable
+  assert networks.join_context(a, b, "concat").shape == (2, 12)
+  np.testing.assert_allclose(networks.join_context(a, None, "concat"), jax.nn.elu(a))
+
+
 def test_iterative_metavae_routes_each_loss_to_its_parameters():
   """The summary network and the iterative encoder follow the mean over steps of -MetaELBO_t, the decoders
   -MetaELBO_T; and `encode` refines with the decoder it is given."""
