@@ -124,7 +124,7 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
       "model": model_name,
       "model_sizes": model_sizes,
       "compute_dtype": compute_dtype,
-      "context_merge": None if model_name == "meta_vae" else context_merge,
+      "context_merge": invariance.model_options(config).get("context_merge"),  # None for the MetaVAE
       "num_distributions": num_distributions,
       "batch_size": batch_size,
       "set_size": batch_size if model_name == "ns" else set_size,

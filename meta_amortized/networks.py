@@ -282,7 +282,8 @@ class ContextPosterior(nn.Module):
 
 
 class LatentPosterior(nn.Module):
-  """q(z | x, c): [x -> H, c -> H] joined (`join_context`: summed, ELU), H, ELU, -> 2Z.
+  """q(z | x, c): [x -> H, c -> H] joined (`join_context`: summed then ELU, or ELU of each concatenated), H, ELU,
+  -> 2Z.
 
   `use_context=False` drops c -> H: the encoder is q(z | x), c ignored (an ablation, in neither paper).
   """
@@ -312,7 +313,8 @@ class LatentPrior(nn.Module):
 
 
 class StatisticianDecoder(nn.Module):
-  """p(x | z, c): [z -> 400, c -> 400] joined (`join_context`: summed, ELU), -> 4096, ELU, -> output logits.
+  """p(x | z, c): [z -> 400, c -> 400] joined (`join_context`: summed then ELU, or ELU of each concatenated), -> 4096,
+  ELU, -> output logits.
 
   `use_context=False` drops c -> 400: the decoder is p(x | z), c ignored (an ablation, in neither paper).
   """
