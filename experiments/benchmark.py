@@ -13,7 +13,9 @@ before optimisation, the same on every backend, nearly all of it the matrix prod
 passes), the achieved GFLOP/s next to the machine's own dense matrix-product GFLOP/s (in the step's compute dtype, at
 JAX's default matmul precision: TF32 for float32 on recent NVIDIA GPUs, set JAX_DEFAULT_MATMUL_PRECISION=highest for
 true float32) measured in the same run, alternating with the steps, and the original PyTorch code's seconds per step on
-the project's 2-core machine (REFERENCE.md section 8).
+the project's 2-core machine (REFERENCE.md section 8). With --scaling the sizes of each swept axis are all compiled
+first and then timed in rounds, one step of each size in turn, so that a drift in the machine's speed falls on every
+size alike.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import pathlib
 import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,14 +57,19 @@ def _seconds(fn) -> float:
   return time.perf_counter() - start
 
 
-def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
-                   steps: int, matmul_size: int, num_devices: int = 1, seed: int = 0,
-                   model_sizes: str = "mnist", compute_dtype: str = "float32", context_merge: str = "sum") -> dict:
-  """Times one model's step (sharded over the first `num_devices` devices) and a dense matmul in alternation,
-  so both see the same machine state. The model has the sizes of the MNIST experiments (`model_sizes="quick"`: those
-  of their quick config, which compile in seconds, for the tests); `compute_dtype="bfloat16"` runs its matrix products
-  (and the reference matmul) in bfloat16, as `--config.compute_dtype=bfloat16` trains; `context_merge="concat"` gives
-  the NS and the VHEs the original code's concatenation (`--config.context_merge`)."""
+class _PreparedStep(NamedTuple):
+  """One model's compiled training step with its state and data, ready to time, and what is known of it untimed."""
+
+  run_step: Callable[[jax.Array], Any]  # key -> the new state (not waited for)
+  last_loss: Callable[[], float]  # the loss of the last step run
+  keys: jax.Array  # the keys of its warm-up, single and back-to-back steps
+  row: dict  # the model, sizes, parameters, compile time and FLOPs of the step
+
+
+def _prepare_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
+                  steps: int, num_devices: int = 1, seed: int = 0, model_sizes: str = "mnist",
+                  compute_dtype: str = "float32", context_merge: str = "sum") -> _PreparedStep:
+  """Builds and compiles one model's step, sharded over the first `num_devices` devices (see `benchmark_step`)."""
   config = mnist_rotate.get_config("quick" if model_sizes == "quick" else None)
   config.model = model_name
   if model_name != "meta_vae":
@@ -82,45 +91,19 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
 
   start = time.perf_counter()
   lowered = step.lower(state, key, data)
-  compiled = lowered.compile()  # the steps below run this program: calling `step` itself would compile it again
+  compiled = lowered.compile()  # the steps run this program: calling `step` itself would compile it again
   compile_seconds = time.perf_counter() - start
   # Counted before XLA's optimisations: the compiled program's count depends on the backend (on an H100 it read
   # 2.7 GFLOP for the MetaVAE step's 30.1, its matrix products being library calls), the program's work does not.
   cost = lowered.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
-
-  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), dtype) for i in (2, 3))
-  matmul = jax.jit(jnp.matmul)
   holder = {"state": state}
 
   def run_step(step_key):
     holder["state"], holder["metrics"] = compiled(holder["state"], step_key, data)
     return holder["state"]
 
-  def run_block(block_keys):
-    for block_key in block_keys:
-      run_step(block_key)
-    return holder["state"]
-
-  keys = jax.random.split(key, 3 + 2 * steps)
-  warm_keys, timed_keys, block_keys = keys[:3], keys[3:3 + steps], keys[3 + steps:]
-  for warm_key in warm_keys:
-    _seconds(lambda: run_step(warm_key))
-  _seconds(lambda: matmul(a, b))
-  # As the training loop runs them (it waits only at the end of each logged window), steps are also dispatched back
-  # to back in blocks, timed to each block's last step; on an accelerator the host then queues a step while the last
-  # one runs. The blocks alternate with the steps timed one at a time, so both medians see the same machine states.
-  block = min(BACK_TO_BACK_BLOCK, steps)
-  step_times, matmul_times, block_times = [], [], []
-  for i, step_key in enumerate(timed_keys, start=1):
-    step_times.append(_seconds(lambda: run_step(step_key)))
-    matmul_times.append(_seconds(lambda: matmul(a, b)))
-    if i % block == 0:
-      block_times.append(_seconds(lambda: run_block(block_keys[i - block:i])) / block)
-  seconds = statistics.median(step_times)
-  back_to_back_seconds = statistics.median(block_times)
-  matmul_gflops = 2 * matmul_size**3 / 1e9 / statistics.median(matmul_times)
-  return {
+  row = {
       "model": model_name,
       "model_sizes": model_sizes,
       "compute_dtype": compute_dtype,
@@ -131,16 +114,68 @@ def benchmark_step(model_name: str, *, num_distributions: int, batch_size: int, 
       "num_devices": num_devices,
       "parameters": sum(x.size for x in jax.tree.leaves(params)),
       "compile_seconds": compile_seconds,
-      "sec_per_step": seconds,
-      "sec_per_step_back_to_back": back_to_back_seconds,
-      "examples_per_sec": num_distributions * batch_size / seconds,
-      "examples_per_sec_per_device": num_distributions * batch_size / seconds / num_devices,
       "model_gflop_per_step": flops / 1e9,
-      "achieved_gflops": flops / 1e9 / seconds,
-      "matmul_gflops": matmul_gflops,
-      "fraction_of_matmul": flops / 1e9 / seconds / matmul_gflops,
-      "final_loss": float(holder["metrics"]["loss"]),
   }
+  return _PreparedStep(run_step, lambda: float(holder["metrics"]["loss"]), jax.random.split(key, 3 + 2 * steps), row)
+
+
+def _time_in_rounds(prepared: Sequence[_PreparedStep], *, steps: int, matmul_size: int,
+                    compute_dtype: str = "float32") -> list[dict]:
+  """Times prepared steps and a dense matmul in alternation, in rounds (one step of each prepared step, each followed
+  by the matmul), so that every step and the matmul see the same machine states: a drift in the machine's speed
+  lands on all of them alike instead of on whichever was timed while it lasted. Returns each step's full row."""
+  dtype = COMPUTE_DTYPES[compute_dtype]
+  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), dtype) for i in (2, 3))
+  matmul = jax.jit(jnp.matmul)
+  for p in prepared:
+    for warm_key in p.keys[:3]:
+      _seconds(lambda: p.run_step(warm_key))
+  _seconds(lambda: matmul(a, b))
+  # As the training loop runs them (it waits only at the end of each logged window), steps are also dispatched back
+  # to back in blocks, timed to each block's last step; on an accelerator the host then queues a step while the last
+  # one runs. The blocks alternate with the steps timed one at a time, so both medians see the same machine states.
+  block = min(BACK_TO_BACK_BLOCK, steps)
+
+  def run_block(p, block_keys):
+    for block_key in block_keys:
+      state = p.run_step(block_key)
+    return state
+
+  step_times, matmul_times, block_times = ([[] for _ in prepared] for _ in range(3))
+  for i in range(1, steps + 1):
+    for j, p in enumerate(prepared):
+      step_times[j].append(_seconds(lambda: p.run_step(p.keys[2 + i])))
+      matmul_times[j].append(_seconds(lambda: matmul(a, b)))
+    if i % block == 0:
+      for j, p in enumerate(prepared):
+        block_keys = p.keys[3 + steps + i - block:3 + steps + i]
+        block_times[j].append(_seconds(lambda: run_block(p, block_keys)) / block)
+  rows = []
+  for p, times, matmuls, blocks in zip(prepared, step_times, matmul_times, block_times, strict=True):
+    row = dict(p.row)
+    seconds = statistics.median(times)
+    examples = row["num_distributions"] * row["batch_size"]
+    matmul_gflops = 2 * matmul_size**3 / 1e9 / statistics.median(matmuls)
+    row.update(sec_per_step=seconds, sec_per_step_back_to_back=statistics.median(blocks),
+               examples_per_sec=examples / seconds, examples_per_sec_per_device=examples / seconds / row["num_devices"],
+               achieved_gflops=row["model_gflop_per_step"] / seconds, matmul_gflops=matmul_gflops,
+               fraction_of_matmul=row["model_gflop_per_step"] / seconds / matmul_gflops, final_loss=p.last_loss())
+    rows.append(row)
+  return rows
+
+
+def benchmark_step(model_name: str, *, steps: int, matmul_size: int, **setting) -> dict:
+  """Times one model's step (sharded over the first `num_devices` devices) and a dense matmul in alternation,
+  so both see the same machine state. `setting`: num_distributions, batch_size, set_size, num_examples, and
+  optionally num_devices, seed, model_sizes, compute_dtype, context_merge. The model has the sizes of the MNIST
+  experiments (`model_sizes="quick"`: those of their quick config, which compile in seconds, for the tests);
+  `compute_dtype="bfloat16"` runs its matrix products (and the reference matmul) in bfloat16, as
+  `--config.compute_dtype=bfloat16` trains; `context_merge="concat"` gives the NS and the VHEs the original code's
+  concatenation (`--config.context_merge`)."""
+  prepared = _prepare_step(model_name, steps=steps, **setting)
+  (row,) = _time_in_rounds([prepared], steps=steps, matmul_size=matmul_size,
+                           compute_dtype=setting.get("compute_dtype", "float32"))
+  return row
 
 
 def fitted_exponent(sizes, seconds) -> float:
@@ -164,8 +199,8 @@ def exponent_past_overhead(sizes, seconds) -> tuple[float, float]:
   return best[1], best[2]
 
 
-def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[int, ...]] = SCALING,
-            **timing) -> dict:
+def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[int, ...]] = SCALING, *,
+            steps: int, matmul_size: int, **setting) -> dict:
   """Step time against each swept size (`sweeps`: {axis: sizes}; by default K, N and B over SCALING), the others at
   `defaults`, for each model: DIR/scaling.json, DIR/scaling.md (a table with the fitted exponents of the time and of
   the FLOPs) and DIR/scaling.png (log-log)."""
@@ -175,7 +210,11 @@ def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[i
     for model in models:
       if model == "ns" and axis == "set_size":
         continue  # the NS's set is its batch
-      rows = [benchmark_step(model, **{**defaults, axis: size}, **timing) for size in sizes]
+      # Every size is compiled first and the sizes are then timed in rounds (`_time_in_rounds`), so that the
+      # machine's drift does not fall on some sizes and not others; their data are held together meanwhile.
+      prepared = [_prepare_step(model, **{**defaults, axis: size}, **setting, steps=steps) for size in sizes]
+      rows = _time_in_rounds(prepared, steps=steps, matmul_size=matmul_size,
+                             compute_dtype=setting.get("compute_dtype", "float32"))
       seconds = [r["sec_per_step"] for r in rows]
       # The machine's speed drifts between the sizes' runs: each time is also expressed in units of the matmul
       # timed beside it (seconds x matmul GFLOP/s = the GFLOP the matmul would do meanwhile), and fitted so.

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from experiments import benchmark
@@ -82,3 +83,29 @@ def test_benchmark_rejects_bad_arguments_naming_them(args, message, capsys):
   with pytest.raises(SystemExit):
     benchmark.main(args)
   assert re.search(message, capsys.readouterr().err)
+
+
+def test_prepared_steps_are_timed_in_rounds(monkeypatch):
+  # Fake steps whose "time" is their work: the order of the calls and each step's own median are what is checked.
+  work = {"a": 1.0, "b": 2.0, "c": 4.0}
+  log = []
+
+  def fake_step(name):
+    keys = jax.random.split(jax.random.key(0), 3 + 2 * 4)
+    row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": work[name]}
+    return benchmark._PreparedStep(lambda key: log.append(name), lambda: 0.0, keys, row)
+
+  def fake_seconds(fn):
+    before = len(log)
+    fn()
+    return sum(work[name] for name in log[before:]) or 0.5  # no step ran: the matmul
+
+  monkeypatch.setattr(benchmark, "_seconds", fake_seconds)
+  rows = benchmark._time_in_rounds([fake_step(n) for n in "abc"], steps=4, matmul_size=8)
+  # Three warm-up steps each, then one step of each per round, and after the fourth round a block of 4 steps of each:
+  # a drift of the machine falls on every step alike, not on whichever was timed while it lasted.
+  assert log == ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["a", "b", "c"] * 4 + ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+  assert [r["sec_per_step"] for r in rows] == [1.0, 2.0, 4.0]
+  assert [r["sec_per_step_back_to_back"] for r in rows] == [1.0, 2.0, 4.0]  # per step, the block's time / 4
+  assert [r["matmul_gflops"] for r in rows] == [2 * 8**3 / 1e9 / 0.5] * 3
+  assert [r["examples_per_sec"] for r in rows] == [10.0, 5.0, 2.5]
