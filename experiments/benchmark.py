@@ -62,13 +62,13 @@ class _PreparedStep(NamedTuple):
 
   run_step: Callable[[jax.Array], Any]  # key -> the new state (not waited for)
   last_loss: Callable[[], float]  # the loss of the last step run
-  keys: jax.Array  # the keys of its warm-up, single and back-to-back steps
-  row: dict  # the model, sizes, parameters, compile time and FLOPs of the step
+  key: jax.Array  # split into the keys of its warm-up, single and back-to-back steps
+  row: dict  # the model, sizes, dtype, parameters, compile time and FLOPs of the step
 
 
 def _prepare_step(model_name: str, *, num_distributions: int, batch_size: int, set_size: int, num_examples: int,
-                  steps: int, num_devices: int = 1, seed: int = 0, model_sizes: str = "mnist",
-                  compute_dtype: str = "float32", context_merge: str = "sum") -> _PreparedStep:
+                  num_devices: int = 1, seed: int = 0, model_sizes: str = "mnist", compute_dtype: str = "float32",
+                  context_merge: str = "sum") -> _PreparedStep:
   """Builds and compiles one model's step, sharded over the first `num_devices` devices (see `benchmark_step`)."""
   config = mnist_rotate.get_config("quick" if model_sizes == "quick" else None)
   config.model = model_name
@@ -116,19 +116,22 @@ def _prepare_step(model_name: str, *, num_distributions: int, batch_size: int, s
       "compile_seconds": compile_seconds,
       "model_gflop_per_step": flops / 1e9,
   }
-  return _PreparedStep(run_step, lambda: float(holder["metrics"]["loss"]), jax.random.split(key, 3 + 2 * steps), row)
+  return _PreparedStep(run_step, lambda: float(holder["metrics"]["loss"]), key, row)
 
 
-def _time_in_rounds(prepared: Sequence[_PreparedStep], *, steps: int, matmul_size: int,
-                    compute_dtype: str = "float32") -> list[dict]:
+def _time_in_rounds(prepared: Sequence[_PreparedStep], *, steps: int, matmul_size: int) -> list[dict]:
   """Times prepared steps and a dense matmul in alternation, in rounds (one step of each prepared step, each followed
-  by the matmul), so that every step and the matmul see the same machine states: a drift in the machine's speed
-  lands on all of them alike instead of on whichever was timed while it lasted. Returns each step's full row."""
-  dtype = COMPUTE_DTYPES[compute_dtype]
-  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), dtype) for i in (2, 3))
+  by the matmul, in the steps' compute dtype), so that every step and the matmul see the same machine states: a drift
+  in the machine's speed lands on all of them alike instead of on whichever was timed while it lasted. Returns each
+  step's full row."""
+  (compute_dtype,) = {p.row["compute_dtype"] for p in prepared}
+  a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), COMPUTE_DTYPES[compute_dtype])
+          for i in (2, 3))
   matmul = jax.jit(jnp.matmul)
-  for p in prepared:
-    for warm_key in p.keys[:3]:
+  keys = [jax.random.split(p.key, 3 + 2 * steps) for p in prepared]
+  warm_keys, timed_keys, block_keys = zip(*[(k[:3], k[3:3 + steps], k[3 + steps:]) for k in keys], strict=True)
+  for p, warm in zip(prepared, warm_keys, strict=True):
+    for warm_key in warm:
       _seconds(lambda: p.run_step(warm_key))
   _seconds(lambda: matmul(a, b))
   # As the training loop runs them (it waits only at the end of each logged window), steps are also dispatched back
@@ -136,20 +139,19 @@ def _time_in_rounds(prepared: Sequence[_PreparedStep], *, steps: int, matmul_siz
   # one runs. The blocks alternate with the steps timed one at a time, so both medians see the same machine states.
   block = min(BACK_TO_BACK_BLOCK, steps)
 
-  def run_block(p, block_keys):
-    for block_key in block_keys:
+  def run_block(p, chunk):
+    for block_key in chunk:
       state = p.run_step(block_key)
     return state
 
   step_times, matmul_times, block_times = ([[] for _ in prepared] for _ in range(3))
   for i in range(1, steps + 1):
     for j, p in enumerate(prepared):
-      step_times[j].append(_seconds(lambda: p.run_step(p.keys[2 + i])))
+      step_times[j].append(_seconds(lambda: p.run_step(timed_keys[j][i - 1])))
       matmul_times[j].append(_seconds(lambda: matmul(a, b)))
     if i % block == 0:
       for j, p in enumerate(prepared):
-        block_keys = p.keys[3 + steps + i - block:3 + steps + i]
-        block_times[j].append(_seconds(lambda: run_block(p, block_keys)) / block)
+        block_times[j].append(_seconds(lambda: run_block(p, block_keys[j][i - block:i])) / block)
   rows = []
   for p, times, matmuls, blocks in zip(prepared, step_times, matmul_times, block_times, strict=True):
     row = dict(p.row)
@@ -172,9 +174,7 @@ def benchmark_step(model_name: str, *, steps: int, matmul_size: int, **setting) 
   `compute_dtype="bfloat16"` runs its matrix products (and the reference matmul) in bfloat16, as
   `--config.compute_dtype=bfloat16` trains; `context_merge="concat"` gives the NS and the VHEs the original code's
   concatenation (`--config.context_merge`)."""
-  prepared = _prepare_step(model_name, steps=steps, **setting)
-  (row,) = _time_in_rounds([prepared], steps=steps, matmul_size=matmul_size,
-                           compute_dtype=setting.get("compute_dtype", "float32"))
+  (row,) = _time_in_rounds([_prepare_step(model_name, **setting)], steps=steps, matmul_size=matmul_size)
   return row
 
 
@@ -212,9 +212,8 @@ def scaling(models, defaults: dict, out: pathlib.Path, sweeps: dict[str, tuple[i
         continue  # the NS's set is its batch
       # Every size is compiled first and the sizes are then timed in rounds (`_time_in_rounds`), so that the
       # machine's drift does not fall on some sizes and not others; their data are held together meanwhile.
-      prepared = [_prepare_step(model, **{**defaults, axis: size}, **setting, steps=steps) for size in sizes]
-      rows = _time_in_rounds(prepared, steps=steps, matmul_size=matmul_size,
-                             compute_dtype=setting.get("compute_dtype", "float32"))
+      prepared = [_prepare_step(model, **{**defaults, axis: size}, **setting) for size in sizes]
+      rows = _time_in_rounds(prepared, steps=steps, matmul_size=matmul_size)
       seconds = [r["sec_per_step"] for r in rows]
       # The machine's speed drifts between the sizes' runs: each time is also expressed in units of the matmul
       # timed beside it (seconds x matmul GFLOP/s = the GFLOP the matmul would do meanwhile), and fitted so.

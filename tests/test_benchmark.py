@@ -91,9 +91,9 @@ def test_prepared_steps_are_timed_in_rounds(monkeypatch):
   log = []
 
   def fake_step(name):
-    keys = jax.random.split(jax.random.key(0), 3 + 2 * 4)
-    row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": work[name]}
-    return benchmark._PreparedStep(lambda key: log.append(name), lambda: 0.0, keys, row)
+    row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": work[name],
+           "compute_dtype": "float32"}
+    return benchmark._PreparedStep(lambda key: log.append(name), lambda: 0.0, jax.random.key(0), row)
 
   def fake_seconds(fn):
     before = len(log)
