@@ -124,7 +124,10 @@ def _time_in_rounds(prepared: Sequence[_PreparedStep], *, steps: int, matmul_siz
   by the matmul, in the steps' compute dtype), so that every step and the matmul see the same machine states: a drift
   in the machine's speed lands on all of them alike instead of on whichever was timed while it lasted. Returns each
   step's full row."""
-  (compute_dtype,) = {p.row["compute_dtype"] for p in prepared}
+  dtypes = sorted({p.row["compute_dtype"] for p in prepared})
+  if len(dtypes) != 1:
+    raise ValueError(f"steps timed in rounds share one matmul and so one compute dtype; got compute_dtype={dtypes}")
+  (compute_dtype,) = dtypes
   a, b = (jax.random.uniform(jax.random.key(i), (matmul_size, matmul_size), COMPUTE_DTYPES[compute_dtype])
           for i in (2, 3))
   matmul = jax.jit(jnp.matmul)

@@ -43,6 +43,8 @@ def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequenc
 
 
 def check_positive(config: ml_collections.ConfigDict, *fields: str, allow_zero: bool = False) -> None:
+  """Raises ConfigError naming the first of `fields` (a number, or a non-empty sequence of them) that is not > 0
+  (>= 0 with `allow_zero`)."""
   for field in fields:
     value = config[field]
     values = value if isinstance(value, (tuple, list)) else (value,)

@@ -109,3 +109,14 @@ def test_prepared_steps_are_timed_in_rounds(monkeypatch):
   assert [r["sec_per_step_back_to_back"] for r in rows] == [1.0, 2.0, 4.0]  # per step, the block's time / 4
   assert [r["matmul_gflops"] for r in rows] == [2 * 8**3 / 1e9 / 0.5] * 3
   assert [r["examples_per_sec"] for r in rows] == [10.0, 5.0, 2.5]
+
+
+def test_rounds_refuse_mixed_compute_dtypes():
+  # One reference matmul runs between the steps, in their dtype: steps of two dtypes cannot share it.
+  def fake_step(dtype):
+    row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": 1.0,
+           "compute_dtype": dtype}
+    return benchmark._PreparedStep(lambda key: None, lambda: 0.0, jax.random.key(0), row)
+
+  with pytest.raises(ValueError, match=r"compute_dtype=\['bfloat16', 'float32'\]"):
+    benchmark._time_in_rounds([fake_step("float32"), fake_step("bfloat16")], steps=2, matmul_size=8)
