@@ -85,15 +85,20 @@ def test_benchmark_rejects_bad_arguments_naming_them(args, message, capsys):
   assert re.search(message, capsys.readouterr().err)
 
 
+def _fake_prepared_step(run_step, *, gflop_per_step=1.0, compute_dtype="float32"):
+  """A prepared step of batch 10 on one device whose run is `run_step` (key -> None), for the timing rounds."""
+  row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": gflop_per_step,
+         "compute_dtype": compute_dtype}
+  return benchmark._PreparedStep(run_step, lambda: 0.0, jax.random.key(0), row)
+
+
 def test_prepared_steps_are_timed_in_rounds(monkeypatch):
   # Fake steps whose "time" is their work: the order of the calls and each step's own median are what is checked.
   work = {"a": 1.0, "b": 2.0, "c": 4.0}
   log = []
 
   def fake_step(name):
-    row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": work[name],
-           "compute_dtype": "float32"}
-    return benchmark._PreparedStep(lambda key: log.append(name), lambda: 0.0, jax.random.key(0), row)
+    return _fake_prepared_step(lambda key: log.append(name), gflop_per_step=work[name])
 
   def fake_seconds(fn):
     before = len(log)
@@ -113,10 +118,6 @@ def test_prepared_steps_are_timed_in_rounds(monkeypatch):
 
 def test_rounds_refuse_mixed_compute_dtypes():
   # One reference matmul runs between the steps, in their dtype: steps of two dtypes cannot share it.
-  def fake_step(dtype):
-    row = {"num_distributions": 1, "batch_size": 10, "num_devices": 1, "model_gflop_per_step": 1.0,
-           "compute_dtype": dtype}
-    return benchmark._PreparedStep(lambda key: None, lambda: 0.0, jax.random.key(0), row)
-
+  steps = [_fake_prepared_step(lambda key: None, compute_dtype=dtype) for dtype in ("float32", "bfloat16")]
   with pytest.raises(ValueError, match=r"compute_dtype=\['bfloat16', 'float32'\]"):
-    benchmark._time_in_rounds([fake_step("float32"), fake_step("bfloat16")], steps=2, matmul_size=8)
+    benchmark._time_in_rounds(steps, steps=2, matmul_size=8)
