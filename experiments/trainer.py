@@ -218,7 +218,8 @@ def fit(
   returned is on this process's first device, for evaluation.
 
   Raises:
-    ConfigError: a checkpoint exists and was trained with other values of the recorded fields (named).
+    ConfigError: a checkpoint exists and was trained with other values of the recorded fields (named), or
+      past config.num_steps.
     FloatingPointError: the loss became NaN or inf; the message names the step, and the last
       checkpoint with finite parameters is kept.
   """
@@ -247,6 +248,10 @@ def fit(
   if state is None:
     state = replicate(mesh, initial_state(init_key))
   start = int(state.step)
+  if start > config.num_steps:
+    raise ConfigError(f"config.num_steps={config.num_steps} is below the {start} steps already trained in {directory}; "
+                      "the same or a larger num_steps resumes or re-evaluates the run, a smaller one needs a fresh "
+                      "workdir")
   if (start == 0 or not record.exists()) and jax.process_index() == 0:
     # Runs from before the record existed are recorded as they resume, unchecked.
     record.write_text(json.dumps(trained_fields(config, evaluation_fields), indent=2) + "\n")

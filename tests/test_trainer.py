@@ -144,6 +144,11 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path):
   (tmp_path / "checkpoints" / "fresh.config.json").write_text(json.dumps({"seed": 9}))
   trainer.fit(config(), tmp_path, run="fresh", init_params=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
   assert json.loads((tmp_path / "checkpoints" / "fresh.config.json").read_text()) == record
+  # Asking for fewer steps than are trained would evaluate the longer run under the shorter budget's name.
+  logged = (tmp_path / "metrics.jsonl").read_text()
+  with pytest.raises(trainer.ConfigError, match=r"config.num_steps=15 is below the 20 steps already trained in "):
+    fit(_config(num_steps=15, data=dict(manual_dir="b", num_test=7)))
+  assert (tmp_path / "metrics.jsonl").read_text() == logged
   (tmp_path / "checkpoints" / "tiny.config.json").write_text("{broken")
   with pytest.raises(trainer.ConfigError, match=r"config record .*tiny.config.json cannot be read"):
     fit(config(num_steps=30))
