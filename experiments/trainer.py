@@ -242,16 +242,17 @@ def fit(
   template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                           jax.eval_shape(initial_state, init_key))
   record = config_record(directory)
-  if manager.latest_step() is not None:
+  trained = manager.latest_step()  # checkpoints are saved under the state's step
+  if trained is not None:
     check_config_record(config, directory, evaluation_fields)
+    if trained > config.num_steps:
+      raise ConfigError(f"config.num_steps={config.num_steps} is below the {trained} steps already trained in "
+                        f"{directory}; the same or a larger num_steps resumes or re-evaluates the run, a smaller one "
+                        "needs a fresh workdir")
   state = restore_latest(directory, template, manager)
   if state is None:
     state = replicate(mesh, initial_state(init_key))
   start = int(state.step)
-  if start > config.num_steps:
-    raise ConfigError(f"config.num_steps={config.num_steps} is below the {start} steps already trained in {directory}; "
-                      "the same or a larger num_steps resumes or re-evaluates the run, a smaller one needs a fresh "
-                      "workdir")
   if (start == 0 or not record.exists()) and jax.process_index() == 0:
     # Runs from before the record existed are recorded as they resume, unchecked.
     record.write_text(json.dumps(trained_fields(config, evaluation_fields), indent=2) + "\n")

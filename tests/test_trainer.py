@@ -144,7 +144,7 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path):
   (tmp_path / "checkpoints" / "fresh.config.json").write_text(json.dumps({"seed": 9}))
   trainer.fit(config(), tmp_path, run="fresh", init_params=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
   assert json.loads((tmp_path / "checkpoints" / "fresh.config.json").read_text()) == record
-  # Asking for fewer steps than are trained would evaluate the longer run under the shorter budget's name.
+  # Fewer steps than are trained: refused before anything is restored or logged, not the longer run evaluated.
   logged = (tmp_path / "metrics.jsonl").read_text()
   with pytest.raises(trainer.ConfigError, match=r"config.num_steps=15 is below the 20 steps already trained in "):
     fit(_config(num_steps=15, data=dict(manual_dir="b", num_test=7)))
