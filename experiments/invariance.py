@@ -13,9 +13,10 @@ split) fit the probe, and the codes of its test images (sets from its test split
 `meta_vae_iterative` (MNIST only) is the MetaVAE with an iterative meta-inference network
 (`metavae.IterativeMetaVAE`, not in either paper). Its refinement needs a decoder, and an unseen distribution has
 none of its own: it uses the decoder of the training distribution whose mean summary h(D) (over `summary_sets` sets
-of its training images) is nearest. For both MLP MetaVAEs the MetaELBO of each unseen distribution's first
-`unseen_elbo_examples` test images is reported under that same decoder (for the iterative one also after each of
-`eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
+of its training images) is nearest, or with `--config.unseen_decoder=best_bound` the one under which the MetaELBO of
+its first `unseen_elbo_examples` training images is highest. For both MLP MetaVAEs the MetaELBO of each unseen
+distribution's first `unseen_elbo_examples` test images is reported under that same decoder (for the iterative one
+also after each of `eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
 `--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
 the unseen distributions' MetaELBO is then that decoder's; `--config.activation=elu` gives the MetaVAE's and the VAE's
 encoder MLP and decoders ELU where the original has ReLU (the activation of the NS's and the VHE's networks; an
@@ -75,9 +76,10 @@ ENCODER_INPUTS = ("x_and_c", "x")  # of the NS and the VHEs
 DECODERS = ("per_distribution", "shared")  # of the MetaVAE
 ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}  # of the MetaVAE's and the VAE's encoder MLP and decoders
 FIXED_SET_PROBES = ("per_split", "shared")  # the probe beside test_accuracy's on codes that share one set
+UNSEEN_DECODERS = ("nearest_summary", "best_bound")  # how an unseen value picks the training decoder it borrows
 # Read only by the evaluation: a trained cell may be evaluated again with others (`trainer.fit`).
 EVALUATION_FIELDS = ("eval_batch_size", "eval_refinements", "summary_sets", "unseen_elbo_examples", "probe_tolerance",
-                     "probe_max_iterations", "fixed_set_probe", "data.num_test_examples")
+                     "probe_max_iterations", "fixed_set_probe", "unseen_decoder", "data.num_test_examples")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -109,6 +111,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.decoders == "shared" and config.model != "meta_vae":
     raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
                               "only the MetaVAE has a decoder per distribution to share")
+  trainer.check_choice(config, "unseen_decoder", UNSEEN_DECODERS)
+  if config.unseen_decoder != "nearest_summary" and not borrows_decoders(config):
+    raise trainer.ConfigError(f"config.unseen_decoder={config.unseen_decoder!r} is not allowed with config.model="
+                              f"{config.model!r}, config.decoders={config.decoders!r} on {config.dataset!r}; only "
+                              "the MLP MetaVAEs with a decoder per distribution borrow one")
   trainer.check_positive(config, "batch_size", "set_size", "latent_dim", "hidden", "summary_features",
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
@@ -350,8 +357,13 @@ def shares_decoder(config: ml_collections.ConfigDict) -> bool:
 
 def borrows_decoders(config: ml_collections.ConfigDict) -> bool:
   """Whether the model is an MLP MetaVAE whose decoders belong to the training values: each unseen value borrows
-  the one whose training distribution has the nearest mean summary (one shared decoder serves them all)."""
+  one of them, chosen by `config.unseen_decoder` (one shared decoder serves them all)."""
   return scores_unseen_elbo(config) and not shares_decoder(config)
+
+
+def needs_training_summaries(config: ml_collections.ConfigDict) -> bool:
+  """Whether `evaluate` picks the borrowed decoders by the training distributions' mean summaries."""
+  return borrows_decoders(config) and config.unseen_decoder == "nearest_summary"
 
 
 def _distribution_summary(model, params, images: jax.Array, index: int, config: ml_collections.ConfigDict):
@@ -365,15 +377,44 @@ def training_summaries(model, params, train: jax.Array, config: ml_collections.C
   return jnp.stack([_distribution_summary(model, params, images, k, config) for k, images in enumerate(train)])
 
 
+@functools.partial(jax.jit, static_argnames=("model", "num_decoders", "set_size", "num_queries", "num_steps"))
+def decoder_bounds(params, key, images: jax.Array, *, model, num_decoders: int, set_size: int, num_queries: int,
+                   num_steps: int | None = None) -> jax.Array:
+  """(num_decoders,): the mean `unseen_meta_elbo` of the first `num_queries` of images (M, D) under each decoder,
+  all with the same sets and noise; with `num_steps` (the iterative MetaVAE), after that many refinements."""
+  def bound(decoder_index):
+    elbos = unseen_meta_elbo(params, key, images, decoder_index, model=model, set_size=set_size,
+                             num_queries=num_queries, num_steps=num_steps)
+    return jnp.mean(elbos if num_steps is None else elbos[-1])
+  return jax.lax.map(bound, jnp.arange(num_decoders))
+
+
+def borrowed_decoder(model, params, images: jax.Array, index: int, num_decoders: int,
+                     config: ml_collections.ConfigDict, train_summaries: jax.Array | None) -> int:
+  """The training decoder that unseen distribution `index` (`images`: its training split) borrows: that of the
+  training distribution whose mean summary (`train_summaries`, from `training_summaries`) is nearest to its own
+  ("nearest_summary"), or the one under which the MetaELBO of its first `unseen_elbo_examples` training images is
+  highest ("best_bound", at the training's `num_refinements` for the iterative MetaVAE)."""
+  if config.unseen_decoder == "nearest_summary":
+    summary = _distribution_summary(model, params, images, num_decoders + index, config)
+    return int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 3), index)
+  num_steps = config.num_refinements if config.model == "meta_vae_iterative" else None
+  bounds = decoder_bounds(params, key, images, model=model, num_decoders=num_decoders, set_size=config.set_size,
+                          num_queries=min(config.unseen_elbo_examples, images.shape[0]), num_steps=num_steps)
+  return int(jnp.argmax(bounds))
+
+
 def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.ConfigDict,
              train_summaries: jax.Array | None = None) -> dict:
   """The evaluation fields of results.json: for every unseen value the probe's accuracy and convergence and the
-  test codes' geometry; for the MLP MetaVAEs also the MetaELBO under the decoder each unseen value borrows (given
-  `train_summaries`, from `training_summaries`, which picks it) or under the shared one. `meta.train` is not used
-  (and may be None, to free it)."""
-  if borrows_decoders(config) != (train_summaries is not None):
-    raise ValueError(f"config.model={config.model!r} on {config.dataset!r} "
-                     f"{'needs' if borrows_decoders(config) else 'takes no'} train_summaries")
+  test codes' geometry; for the MLP MetaVAEs also the MetaELBO under the decoder each unseen value borrows
+  (`borrowed_decoder`; `train_summaries`, from `training_summaries`, with config.unseen_decoder='nearest_summary')
+  or under the shared one. `meta.train` is not used (and may be None, to free it)."""
+  if needs_training_summaries(config) != (train_summaries is not None):
+    raise ValueError(f"config.model={config.model!r} on {config.dataset!r} with config.unseen_decoder="
+                     f"{config.unseen_decoder!r} {'needs' if needs_training_summaries(config) else 'takes no'} "
+                     "train_summaries")
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   fit_probe = functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
                                 tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations)
@@ -382,9 +423,9 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
     value_key = jax.random.fold_in(eval_key, i)
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
     decoder_index = 0 if scores_unseen_elbo(config) else None  # the shared decoder, or the borrowed one below
-    if train_summaries is not None:
-      summary = _distribution_summary(model, state.params, train_images, len(meta.train_values) + i, config)
-      decoder_index = int(jnp.argmin(jnp.linalg.norm(train_summaries - summary, axis=-1)))
+    if borrows_decoders(config):
+      decoder_index = borrowed_decoder(model, state.params, train_images, i, len(meta.train_values), config,
+                                       train_summaries)
       fields["unseen_decoder_values"].append(meta.train_values[decoder_index])
     if decoder_index is not None:
       score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
@@ -426,6 +467,8 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
   if scores_unseen_elbo(config):
     results.update({"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),
                     "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
+  if borrows_decoders(config):
+    results["unseen_decoder"] = config.unseen_decoder
   if elbo_curves:
     results["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(elbo_curves), axis=0)]
   return results
@@ -467,7 +510,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
                       stateful=stateful, has_gradients=has_gradients, evaluation_fields=EVALUATION_FIELDS)
   del train  # the bfloat16 copy, if one was made
   evaluation_started = time.monotonic()
-  train_summaries = training_summaries(model, state.params, meta.train, config) if borrows_decoders(config) else None
+  train_summaries = (training_summaries(model, state.params, meta.train, config) if needs_training_summaries(config)
+                     else None)
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
   results = {"model": config.model, "split": config.split, "transform": config.transform, **model_options(config),
              "unseen_values": list(meta.unseen_values), **evaluate(model, state, meta, config, train_summaries),

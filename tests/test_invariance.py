@@ -52,10 +52,14 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
   config = mnist_rotate.get_config("quick")
   config.model = model
   config.fixed_set_probe = None if model == "ns" else "per_split"  # the NS's set is its chunk of queries
+  # The MetaVAE (in mnist_tables) borrows by the nearest summary; the iterative one here by its refined bound.
+  config.unseen_decoder = "best_bound" if model == "meta_vae_iterative" else "nearest_summary"
   config.data.manual_dir = str(MNIST_MANUAL_DIR)
   config.data.data_dir = str(mnist_data_dir)
   invariance.run(config, tmp_path)
   _check_rotation_results(tmp_path, model, config.num_steps)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results.get("unseen_decoder") == ("best_bound" if model == "meta_vae_iterative" else None)
   assert ("fixed_set_test_accuracy" in json.loads((tmp_path / "results.json").read_text())) == (model != "ns")
 
 
@@ -86,6 +90,12 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
     (mnist_scale.get_config, {"fixed_set_probe": "one"}, r"config.fixed_set_probe='one' .* \['per_split', 'shared'\]"),
     (mnist_scale.get_config, {"fixed_set_probe": "shared", "model": "ns"},
      r"config.fixed_set_probe='shared' is not allowed with config.model='ns'"),
+    (mnist_scale.get_config, {"unseen_decoder": "closest"},
+     r"config.unseen_decoder='closest' .* \['nearest_summary', 'best_bound'\]"),
+    (mnist_scale.get_config, {"unseen_decoder": "best_bound", "model": "meta_vae", "decoders": "shared"},
+     r"config.unseen_decoder='best_bound' is not allowed with config.model='meta_vae', config.decoders='shared'"),
+    (norb_lighting.get_config, {"unseen_decoder": "best_bound"},
+     r"config.unseen_decoder='best_bound' is not allowed .* on 'smallnorb'"),
     (mnist_scale.get_config, {"data.num_train_examples": 70000},
      r"config.data.num_train_examples=70000 .* \[1, 60000\]"),
 ], ids=lambda v: ",".join(v) if isinstance(v, dict) else None)
@@ -254,10 +264,10 @@ def test_evaluate_reads_a_code_that_carries_the_label():
   assert all(s > 10.0 for s in results["code_class_separation"])
   assert "unseen_elbo" not in results  # only a MetaVAE borrows a decoder
   assert "fixed_set_test_accuracy" not in results  # off by default
-  with pytest.raises(ValueError, match="config.model='vhe' on 'mnist' takes no train_summaries"):
+  with pytest.raises(ValueError, match="config.model='vhe' on 'mnist' .* takes no train_summaries"):
     invariance.evaluate(_LabelCode(), state, meta, config, jnp.zeros((1, 3)))
   config.model = "meta_vae"
-  with pytest.raises(ValueError, match="config.model='meta_vae' on 'mnist' needs train_summaries"):
+  with pytest.raises(ValueError, match="config.model='meta_vae' on 'mnist' .* needs train_summaries"):
     invariance.evaluate(_LabelCode(), state, meta, config)
   # A MetaVAE with one shared decoder borrows none: its MetaELBO on the unseen values is the shared decoder's.
   config.decoders = "shared"
@@ -266,6 +276,41 @@ def test_evaluate_reads_a_code_that_carries_the_label():
   expected = -float(jnp.mean(images[100:100 + config.unseen_elbo_examples]))
   np.testing.assert_allclose(results["unseen_elbo"], [expected, expected], rtol=1e-6)
   assert results["mean_unseen_elbo"] == pytest.approx(expected, rel=1e-6)
+
+
+class _GreyLevelDecoders(_LabelCode):
+  """A stand-in MetaVAE whose decoder k bounds a query best where ten times its mean grey level is k."""
+
+  def meta_elbo(self, params, key, queries, sets, decoder_index):
+    return -jnp.abs(10.0 * jnp.mean(queries, axis=-1) - decoder_index[:, None])
+
+
+def test_the_best_bound_decoder_is_chosen_on_the_training_images_and_scores_the_test_images():
+  labels = jnp.arange(100) % 10
+  label_pixels = 5.0 * jax.nn.one_hot(labels, 784)  # adds 5 / 784 to each image's mean grey level
+
+  def split(level):
+    return jnp.full((100, 784), level) + label_pixels, labels
+
+  # Ten times the mean grey level: 1.06 and 3.06 in the unseen values' training splits, 2.06 and 0.06 in their
+  # test splits, so the decoders best on the test images (2 and 0) are not the ones chosen (1 and 3).
+  splits = {0: (split(0.1), split(0.2)), 1: (split(0.3), split(0.0))}
+  meta = invariance.MetaSplit(None, (0.0, 15.0, 30.0, 45.0, 60.0), (10.0, 20.0), splits.__getitem__,
+                              num_classes=10)
+  state = types.SimpleNamespace(params=None, model_state=None)
+  config = mnist_rotate.get_config("quick")
+  config.model, config.unseen_decoder = "meta_vae", "best_bound"
+  results = invariance.evaluate(_GreyLevelDecoders(), state, meta, config)
+  assert results["unseen_decoder"] == "best_bound"
+  assert results["unseen_decoder_values"] == [15.0, 45.0]
+  tenfold_test_level = 10.0 * (jnp.array([0.2, 0.0]) + 5.0 / 784)
+  np.testing.assert_allclose(results["unseen_elbo"], -jnp.abs(tenfold_test_level - jnp.array([1.0, 3.0])),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="config.unseen_decoder='best_bound' takes no train_summaries"):
+    invariance.evaluate(_GreyLevelDecoders(), state, meta, config, jnp.zeros((5, 3)))
+  bounds = invariance.decoder_bounds(None, jax.random.key(0), split(0.3)[0], model=_GreyLevelDecoders(),
+                                     num_decoders=5, set_size=config.set_size, num_queries=100)
+  np.testing.assert_allclose(bounds, -jnp.abs(10.0 * (0.3 + 5.0 / 784) - jnp.arange(5.0)), rtol=1e-5)
 
 
 class _SplitSignedLabelCode:
