@@ -43,6 +43,7 @@ def _check_rotation_results(workdir, model, num_steps):
     assert math.isclose(results["mean_unseen_elbo"], sum(results["unseen_elbo"]) / 13)
   if model == "meta_vae_iterative":  # from the prior (step 0) to past the T of training
     assert len(results["unseen_elbo_by_step"]) == 4 and results["unseen_elbo_by_step"][0] < results["mean_unseen_elbo"]
+  return results
 
 
 # The MetaVAE and the VHE run end to end in the mnist_tables test below (and the MetaVAE in the notebook's), the VAE
@@ -57,8 +58,7 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
   config.data.manual_dir = str(MNIST_MANUAL_DIR)
   config.data.data_dir = str(mnist_data_dir)
   invariance.run(config, tmp_path)
-  _check_rotation_results(tmp_path, model, config.num_steps)
-  results = json.loads((tmp_path / "results.json").read_text())
+  results = _check_rotation_results(tmp_path, model, config.num_steps)
   assert results.get("unseen_decoder") == ("best_bound" if model == "meta_vae_iterative" else None)
   assert ("fixed_set_test_accuracy" in results) == (model != "ns")
 
