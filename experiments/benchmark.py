@@ -76,14 +76,13 @@ def _prepare_step(model_name: str, *, num_distributions: int, batch_size: int, s
     config.context_merge = context_merge
   model = invariance.build_model(config, num_examples)
   key = jax.random.key(seed)
-  params = (model.init(jax.random.key(seed + 1), num_distributions) if model_name == "meta_vae"
-            else model.init(jax.random.key(seed + 1)))
+  params, model_state = model.init(jax.random.key(seed + 1), num_distributions, (784,))
   optimizer = optax.adam(2e-4)
   mesh = sharding.data_mesh(jax.devices()[:num_devices])
   dtype = COMPUTE_DTYPES[compute_dtype]
   # As training holds it: under mixed precision the population is cast once, not inside every step.
   data = sharding.shard_distributions(mesh, jax.random.uniform(key, (num_distributions, num_examples, 784), dtype))
-  state = sharding.replicate(mesh, init_train_state(params, optimizer))
+  state = sharding.replicate(mesh, init_train_state(params, optimizer, model_state))
   loss_fn = functools.partial(model.loss, batch_size=batch_size, set_size=set_size)
   if dtype != jnp.float32:
     loss_fn = mixed_precision(loss_fn, dtype)

@@ -85,7 +85,8 @@ class Clusterer(nn.Module):
 def component_log_likelihoods(decoder: dict, x: jax.Array) -> jax.Array:
   """log p(x | z = c) for both c: (B, 2). The decoder is its two means and a log-variance."""
   log_variance = jnp.broadcast_to(decoder["log_variance"], x.shape[:-1] + (2,) + x.shape[-1:])
-  return DiagonalGaussian(decoder["means"], log_variance).log_prob(x[..., None, :])
+  means = jnp.broadcast_to(decoder["means"], log_variance.shape)
+  return DiagonalGaussian(means, log_variance).log_prob(x[..., None, :])
 
 
 def init_decoders(key: jax.Array, num: int, config: ml_collections.ConfigDict) -> dict:
@@ -100,7 +101,7 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
                       for k, v in params.items()})
 
 
-def meta_loss(params, key, train_means, *, model, config, set_size):
+def meta_loss(params, state, key, train_means, *, model, config, set_size):
   """Negative exact MetaELBO of K training mixtures, each with B queries sharing one set of N points."""
   pick_key, data_key = jax.random.split(key)
   num_distributions = min(config.num_distributions_per_step, train_means.shape[0])
@@ -115,14 +116,14 @@ def meta_loss(params, key, train_means, *, model, config, set_size):
   decoders = jax.tree.map(lambda p: p[chosen], params["decoders"])
   keys = jax.random.split(data_key, chosen.shape[0])
   loss = -jnp.mean(jax.vmap(one)(keys, train_means[chosen], decoders))
-  return loss, {}
+  return loss, ({}, state)
 
 
-def vae_loss(params, key, means, *, model, config):
+def vae_loss(params, state, key, means, *, model, config):
   queries, _ = sample_points(key, means, (config.batch_size,), config.component_variance)
   posterior = model.apply(params["inference"], queries)
   loss = -jnp.mean(objectives.enumerated_elbo(posterior, component_log_likelihoods(params["decoder"], queries)))
-  return loss, {}
+  return loss, ({}, state)
 
 
 def permutation_free_error(predictions: jax.Array, labels: jax.Array) -> jax.Array:
@@ -157,8 +158,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   vae_config = ml_collections.ConfigDict(dict(config, num_steps=config.vae_num_steps))
   state = trainer.fit(
       vae_config, workdir, run="vae",
-      init_params=lambda key: {"inference": vae.init(key, jnp.zeros((1, config.data_dim))),
-                               "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, 1, config))},
+      init=lambda key: ({"inference": vae.init(key, jnp.zeros((1, config.data_dim))),
+                         "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, 1, config))}, {}),
       loss_fn=functools.partial(vae_loss, model=vae, config=config), batch=(train_means[0],),
       optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
   vae_predict = lambda sets, queries: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
@@ -169,9 +170,9 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   def meta_vae(name, set_size, num_mixtures):
     state = trainer.fit(
         config, workdir, run=name,
-        init_params=lambda key: {
+        init=lambda key: ({
             "inference": model.init(key, jnp.zeros((set_size, config.data_dim)), jnp.zeros((1, config.data_dim))),
-            "decoders": init_decoders(jax.random.fold_in(key, 1), num_mixtures, config)},
+            "decoders": init_decoders(jax.random.fold_in(key, 1), num_mixtures, config)}, {}),
         loss_fn=functools.partial(meta_loss, model=model, config=config, set_size=set_size),
         batch=(train_means[:num_mixtures],), optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
     predict = lambda sets, queries: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)

@@ -99,7 +99,7 @@ def draw_parameters(key, family, lo_hi, num):
   return jax.random.uniform(key, (num,), minval=lo_hi[0], maxval=lo_hi[1])
 
 
-def meta_loss(params, key, thetas, *, families, model, config):
+def meta_loss(params, state, key, thetas, *, families, model, config):
   """Negative MetaELBO over all training distributions; `families` names the family of each block of thetas."""
   keys = jax.random.split(key, len(families))
   losses = []
@@ -111,10 +111,10 @@ def meta_loss(params, key, thetas, *, families, model, config):
       prior = DiagonalGaussian(jnp.zeros((config.batch_size, 1)),
                                jnp.full((config.batch_size, 1), 2 * jnp.log(config.prior_std)))
       return objectives.elbo(elbo_key, model.apply(params, sets, queries),
-                             functools.partial(log_likelihood, family, queries), prior,
+                             functools.partial(log_likelihood, family, queries), prior=prior,
                              num_samples=config.num_samples)
     losses.append(jax.vmap(one)(jax.random.split(family_key, family_thetas.shape[0]), family_thetas))
-  return -jnp.mean(jnp.concatenate(losses)), {}
+  return -jnp.mean(jnp.concatenate(losses)), ({}, state)
 
 
 def squared_errors(params, key, thetas, *, model, config):
@@ -146,7 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   dummy = (jnp.ones((config.set_size, config.dim)), jnp.ones((1, config.dim)))
 
   def train(name, model, families, thetas):
-    return trainer.fit(config, workdir, run=name, init_params=lambda k: model.init(k, *dummy),
+    return trainer.fit(config, workdir, run=name, init=lambda k: (model.init(k, *dummy), {}),
                        loss_fn=functools.partial(meta_loss, families=families, model=model, config=config),
                        batch=(thetas,), evaluation_fields=EVALUATION_FIELDS).params
 

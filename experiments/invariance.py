@@ -46,9 +46,8 @@ import numpy as np
 from experiments import trainer
 from experiments.data import mnist, smallnorb, splits, transforms
 from experiments.plotting import figure
-from meta_amortized import probe, statistician
+from meta_amortized import probe
 from meta_amortized.conv import ConvModel
-from meta_amortized.iterative import IterativeEncoder
 from meta_amortized.metavae import IterativeMetaVAE, MetaVAE
 from meta_amortized.networks import (
   CONTEXT_MERGES,
@@ -57,6 +56,7 @@ from meta_amortized.networks import (
   ConvDecoder,
   ConvEncoder,
   Decoder,
+  IterativeEncoder,
   LatentPosterior,
   LatentPrior,
   MetaInferenceNetwork,
@@ -65,6 +65,7 @@ from meta_amortized.networks import (
   SummaryNetwork,
 )
 from meta_amortized.sampling import as_float, sample_without_replacement
+from meta_amortized.statistician import NeuralStatistician, VariationalHomoencoder
 from meta_amortized.training import TrainState, mixed_precision
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative", "vae")
@@ -168,15 +169,18 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
     merge = config.context_merge
     decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features), use_context, merge) if conv
                else StatisticianDecoder(config.hidden, config.decoder_wide, 784, use_context, merge))
-    model = statistician.ContextLatentModel(
-        kind="ns" if config.model == "ns" else "vhe",
+    networks = dict(
         context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
         latent_posterior=LatentPosterior(config.hidden, config.latent_dim, config.encoder_input == "x_and_c", merge),
         latent_prior=(LatentPrior((config.hidden, config.hidden), config.latent_dim)
                       if config.latent_prior == "learned" else None),
-        decoder=decoder,
-        num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
-        pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)
+        decoder=decoder)
+    if config.model == "ns":
+      model = NeuralStatistician(**networks)
+    else:
+      model = VariationalHomoencoder(
+          **networks, num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
+          pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)
   return ConvModel(ConvEncoder(tuple(config.conv_features)), model) if conv else model
 
 
@@ -261,11 +265,9 @@ def _encode_chunk(params, model_state, key, images, queries, decoder_index, one_
     sets = jnp.broadcast_to(one_set, (queries.shape[0], *one_set.shape))
   else:
     sets = _sets_for(set_key, images, queries.shape[0], set_size)
-  if isinstance(model, ConvModel):
-    return model.encode(params, model_state, code_key, sets, queries)
   if isinstance(model, IterativeMetaVAE):
-    return model.encode(params, code_key, sets, queries, decoder_index=decoder_index)
-  return model.encode(params, code_key, sets, queries)
+    return model.encode(params, model_state, code_key, sets, queries, decoder_index=decoder_index)
+  return model.encode(params, model_state, code_key, sets, queries)
 
 
 def embed(model, params, key, images: jax.Array, *, config, model_state=None, decoder_index=None,
@@ -308,7 +310,7 @@ def unseen_meta_elbo(params, key, images: jax.Array, decoder_index, *, model, se
   queries, sets = images[None, :num_queries], _sets_for(set_key, images, num_queries, set_size)[None]
   index = jnp.reshape(decoder_index, (1,))
   if num_steps is None:
-    return model.meta_elbo(params, elbo_key, queries, sets, index)[0]
+    return model.bound(params, elbo_key, queries, sets, index)[0]
   return model.refine(params["meta_inference"], params["decoders"], elbo_key, queries, sets, index,
                       num_steps).elbos[:, 0]
 
@@ -496,18 +498,14 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   jax.block_until_ready(meta.train)
   data_seconds = time.monotonic() - started
   model = build_model(config, meta.train.shape[1])
-  stateful = isinstance(model, ConvModel)
-  per_distribution = config.model in META_VAES or stateful
-  init = (lambda key: model.init(key, len(meta.train_values))) if per_distribution else model.init
-  has_gradients = config.model == "meta_vae_iterative"
-  loss_fn = functools.partial(model.loss_and_gradients if has_gradients else model.loss,
-                              batch_size=config.batch_size, set_size=config.set_size)
+  init = lambda key: model.init(key, len(meta.train_values), tuple(meta.train.shape[2:]))
+  loss_fn = functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size)
   train = meta.train
   if config.compute_dtype == "bfloat16":
-    loss_fn = mixed_precision(loss_fn, jnp.bfloat16, stateful=stateful)
+    loss_fn = mixed_precision(loss_fn, jnp.bfloat16)
     train = train.astype(jnp.bfloat16)  # cast once here, not the whole population inside every step
-  state = trainer.fit(config, workdir, run=config.model, init_params=init, loss_fn=loss_fn, batch=(train,),
-                      stateful=stateful, has_gradients=has_gradients, evaluation_fields=EVALUATION_FIELDS)
+  state = trainer.fit(config, workdir, run=config.model, init=init, loss_fn=loss_fn, batch=(train,),
+                      evaluation_fields=EVALUATION_FIELDS)
   del train  # the bfloat16 copy, if one was made
   evaluation_started = time.monotonic()
   train_summaries = (training_summaries(model, state.params, meta.train, config) if needs_training_summaries(config)

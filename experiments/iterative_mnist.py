@@ -7,7 +7,7 @@ Four models with the same decoder (64 -> 512 -> 512 -> 784 ELU, Bernoulli) and t
   iterative_gradient_standardized  the same with the gradients standardised per example;
   iterative_error                  the same encoder seeing the errors x - E[x | z] and (z - mu_p) / var_p.
 The iterative models use `num_samples` samples per ELBO and are trained as the paper: the encoder on the mean
-over steps of -ELBO_t, the decoder on -ELBO_T (`iterative.iterative_gradients`).
+over steps of -ELBO_t, the decoder on -ELBO_T (`iterative.iterative_loss`).
 
 Training images are binarised afresh at every use; the test images once, with a fixed seed. Reported:
 the test -log p(x) by the importance-weighted bound with `nll_samples` samples from the final posterior; the
@@ -36,7 +36,7 @@ from experiments.data import mnist
 from experiments.plotting import figure, learning_curves
 from meta_amortized import iterative, objectives
 from meta_amortized.distributions import Bernoulli, DiagonalGaussian
-from meta_amortized.networks import Decoder, Encoder
+from meta_amortized.networks import Decoder, Encoder, IterativeEncoder
 
 MODELS = ("standard", "iterative_gradient", "iterative_gradient_standardized", "iterative_error")
 # Which models run, and what only their evaluation reads: see `trainer.fit`.
@@ -67,10 +67,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def networks(config):
   hidden = (config.hidden, config.hidden)
   decoder = Decoder(hidden, 784, nn.elu)
-  return decoder, Encoder(hidden, config.latent_dim, nn.elu), iterative.IterativeEncoder(hidden, config.latent_dim)
+  return decoder, Encoder(hidden, config.latent_dim, nn.elu), IterativeEncoder(hidden, config.latent_dim)
 
 
-def init(config, name: str, key: jax.Array) -> dict:
+def init(config, name: str, key: jax.Array) -> tuple[dict, dict]:
+  """(params, state = {}) of model `name`."""
   decoder, encoder, iterative_encoder = networks(config)
   encoder_key, decoder_key = jax.random.split(key)
   x = jnp.zeros((1, 784))
@@ -83,7 +84,7 @@ def init(config, name: str, key: jax.Array) -> dict:
     signal_size = (784 + config.latent_dim if signal == "error"
                    else (4 if encoding == "log_sign" else 2) * config.latent_dim)
     encoder_params = iterative_encoder.init(encoder_key, x, q, jnp.zeros((1, signal_size)))
-  return {"encoder": encoder_params, "decoder": decoder.init(decoder_key, jnp.zeros((1, config.latent_dim)))}
+  return {"encoder": encoder_params, "decoder": decoder.init(decoder_key, jnp.zeros((1, config.latent_dim)))}, {}
 
 
 def _log_likelihood(decoder, decoder_params, x):
@@ -101,24 +102,22 @@ def refine(config, name: str, params: dict, key: jax.Array, x: jax.Array, num_st
       observation_mean_fn=lambda z: jax.nn.sigmoid(decoder.apply(params["decoder"], z)))
 
 
-def loss_and_gradients(params, key, images, *, config, name: str):
-  """One step's (loss = -ELBO_T, metrics, gradients) on a batch binarised afresh."""
+def loss(params, state, key, images, *, config, name: str):
+  """One step's (loss = -ELBO_T, (metrics, state)) on a batch binarised afresh; for the iterative models the
+  gradient is routed by `iterative.iterative_loss` (encoder: mean over steps of -ELBO_t, decoder: -ELBO_T)."""
   batch_key, binarize_key, bound_key = jax.random.split(key, 3)
   index = jax.random.randint(batch_key, (config.batch_size,), 0, images.shape[0])
   x = jax.random.bernoulli(binarize_key, images[index]).astype(jnp.float32)
   decoder, encoder, _ = networks(config)
   if name == "standard":
-    def loss_fn(p):
-      bound = objectives.elbo(bound_key, encoder.apply(p["encoder"], x), _log_likelihood(decoder, p["decoder"], x))
-      return -jnp.mean(bound)
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    return loss, {"elbo": -loss}, grads
+    bound = objectives.elbo(bound_key, encoder.apply(params["encoder"], x),
+                            _log_likelihood(decoder, params["decoder"], x))
+    value = -jnp.mean(bound)
+    return value, ({"elbo": -value}, state)
   elbos_fn = lambda enc, dec: refine(config, name, {"encoder": enc, "decoder": dec}, bound_key, x,
                                      config.num_refinements).elbos
-  (encoder_loss, decoder_loss), (encoder_grads, decoder_grads) = iterative.iterative_gradients(
-      elbos_fn, params["encoder"], params["decoder"])
-  return decoder_loss, {"elbo": -decoder_loss, "encoder_loss": encoder_loss}, {"encoder": encoder_grads,
-                                                                                "decoder": decoder_grads}
+  decoder_loss, encoder_loss = iterative.iterative_loss(elbos_fn, params["encoder"], params["decoder"])
+  return decoder_loss, ({"elbo": -decoder_loss, "encoder_loss": encoder_loss}, state)
 
 
 def final_posterior(config, name, params, key, x, num_steps: int) -> tuple[DiagonalGaussian, jax.Array]:
@@ -171,10 +170,9 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   chunks = lambda n: [test_x[i:i + config.nll_chunk] for i in range(0, n, config.nll_chunk)]
   for name in config.models:
-    state = trainer.fit(config, workdir, run=name, init_params=functools.partial(init, config, name),
-                        loss_fn=functools.partial(loss_and_gradients, config=config, name=name),
-                        batch=(train_images,), optimizer=optimizer, has_gradients=True,
-                        evaluation_fields=EVALUATION_FIELDS)
+    state = trainer.fit(config, workdir, run=name, init=functools.partial(init, config, name),
+                        loss_fn=functools.partial(loss, config=config, name=name),
+                        batch=(train_images,), optimizer=optimizer, evaluation_fields=EVALUATION_FIELDS)
     params_of[name] = state.params
     evaluate = jax.jit(functools.partial(final_posterior, config, name), static_argnums=3)
     decoder = networks(config)[0]

@@ -203,8 +203,9 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
     trainer.check_config_record(run, checkpoints, invariance.EVALUATION_FIELDS)  # before the model is built from run
     model = invariance.build_model(run)
     num_train = len(splits.mnist_split(row, config.table1_split)[0])
-    template = jax.eval_shape(lambda key: init_train_state(model.init(key, num_train), optax.adam(run.learning_rate)),
-                              jax.random.key(0))
+    template = jax.eval_shape(
+        lambda key: init_train_state(*model.init(key, num_train)[:1], optax.adam(run.learning_rate)),
+        jax.random.key(0))
     state = trainer.restore_latest(checkpoints, template)
     if state is None:
       own.append(f"| {row} | not trained | | | |")

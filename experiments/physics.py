@@ -108,7 +108,7 @@ class PlaneInference(nn.Module):
     return gaussian_from_params(MLP((self.hidden, self.hidden, 2))(inputs))
 
 
-def compiled_inference_loss(params, key, lengths, angles, *, model, config):
+def compiled_inference_loss(params, state, key, lengths, angles, *, model, config):
   """-log q(mu | D, t) over simulated pairs of every training plane (eq. 14); one set D per plane and step."""
   def one(plane_key, length, angle):
     set_key, query_key = jax.random.split(plane_key)
@@ -117,7 +117,7 @@ def compiled_inference_loss(params, key, lengths, angles, *, model, config):
     return model.apply(params, set_mu, set_time, time).log_prob(mu[:, None])
 
   keys = jax.random.split(key, lengths.shape[0])
-  return -jnp.mean(jax.vmap(one)(keys, lengths, angles)), {}
+  return -jnp.mean(jax.vmap(one)(keys, lengths, angles)), ({}, state)
 
 
 def bayes_optimal_mse(key, length, angle, config):
@@ -160,7 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   for name, use_set, planes in [("meta_vae", True, (lengths, angles)),
                                 ("vae", False, (jnp.array([config.vae_length]), jnp.array([config.vae_angle])))]:
     model = PlaneInference(config.hidden, config.max_time, use_set)
-    state = trainer.fit(config, workdir, run=name, init_params=lambda key, m=model: m.init(key, *dummy),
+    state = trainer.fit(config, workdir, run=name, init=lambda key, m=model: (m.init(key, *dummy), {}),
                         loss_fn=functools.partial(compiled_inference_loss, model=model, config=config), batch=planes,
                         evaluation_fields=EVALUATION_FIELDS)
     grids[name] = grid_of(functools.partial(plane_mse, state.params, model=model, config=config), eval_key, config)

@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from meta_amortized.sharding import data_mesh, replicate, shard_distributions
-from meta_amortized.training import TrainState, init_train_state, make_train_step
+from meta_amortized.training import LossFn, TrainState, init_train_state, make_train_step
 
 
 class ConfigError(ValueError):
@@ -187,12 +187,10 @@ def fit(
     workdir: pathlib.Path,
     *,
     run: str,
-    init_params: Callable[[jax.Array], Any],
-    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
+    init: Callable[[jax.Array], tuple[Any, Any]],
+    loss_fn: LossFn,
     batch: tuple[Any, ...] = (),
     optimizer: optax.GradientTransformation | None = None,
-    stateful: bool = False,
-    has_gradients: bool = False,
     evaluation_fields: Sequence[str] = (),
 ) -> TrainState:
   """Trains `run` for config.num_steps steps (resuming if a checkpoint exists) and returns the final state.
@@ -202,13 +200,11 @@ def fit(
     workdir: the experiment's directory; checkpoints go to workdir/checkpoints/<run>, metrics
       to workdir/metrics.jsonl, the wall-clock seconds of each logged window to workdir/wall_times.jsonl.
     run: the model's name within the experiment.
-    init_params: key -> parameters (with `stateful`: key -> (parameters, model state)).
-    loss_fn: (params, key, *batch) -> (loss, metrics); it draws its own batch with the key. With
-      `stateful`, (params, model_state, key, *batch) -> (loss, (metrics, model_state)) (`make_train_step`).
+    init: key -> (parameters, model state), e.g. `lambda key: model.init(key, K, observation_shape)`.
+    loss_fn: (params, model_state, key, *batch) -> (loss, (metrics, model_state)) (`training.LossFn`), e.g. a
+      model's `loss` with its sizes bound; it draws its own batch with the key.
     batch: arrays passed to every step (e.g. the stacked training distributions on the device).
     optimizer: Adam with config.learning_rate when None.
-    stateful: the model keeps non-trained state (batch-norm statistics) in `TrainState.model_state`.
-    has_gradients: loss_fn returns (loss, metrics, gradients) (see `make_train_step`).
     evaluation_fields: config fields (dotted) that this run's training does not read: those only the
       experiment's evaluation, or its other runs, read. Every other field but RESUMABLE_FIELDS is recorded when
       the run starts (workdir/checkpoints/<run>.config.json) and must be the same when it resumes.
@@ -228,7 +224,7 @@ def fit(
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
 
   def initial_state(key):
-    params, model_state = init_params(key) if stateful else (init_params(key), None)
+    params, model_state = init(key)
     return init_train_state(params, optimizer, model_state)
 
   mesh = data_mesh()  # every device of every process; parameters replicated, distributions split
@@ -261,7 +257,7 @@ def fit(
   if start >= config.num_steps:
     return _for_evaluation(state)
 
-  step_fn = make_train_step(loss_fn, optimizer, stateful=stateful, has_gradients=has_gradients, mesh=mesh)
+  step_fn = make_train_step(loss_fn, optimizer, mesh=mesh)
   last_save = last_log = time.monotonic()
   window: list[dict[str, jax.Array]] = []
   with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True,

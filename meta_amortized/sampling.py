@@ -7,6 +7,8 @@ import jax.numpy as jnp
 
 from meta_amortized.sharding import constrain_batch
 
+__all__ = ["as_float", "sample_meta_batch", "sample_without_replacement"]
+
 
 def sample_without_replacement(key: jax.Array, population_size: int, num: int,
                                shape: tuple[int, ...] = ()) -> jax.Array:
@@ -19,9 +21,20 @@ def sample_without_replacement(key: jax.Array, population_size: int, num: int,
 
   Returns:
     int32 indices of shape shape + (num,).
+
+  Raises:
+    ValueError: num is not in [1, population_size].
+
+  Example:
+    >>> import jax
+    >>> from meta_amortized.sampling import sample_without_replacement
+    >>> index = sample_without_replacement(jax.random.key(0), 10, 4, (2,))   # two sets of 4 of range(10)
+    >>> index.shape, [len(set(row)) for row in index.tolist()]
+    ((2, 4), [4, 4])
   """
   if not 0 < num <= population_size:
-    raise ValueError(f"cannot draw num={num} distinct indices from a population of {population_size}")
+    raise ValueError(f"cannot draw num={num} distinct indices from a population of {population_size}: "
+                     f"num must lie in [1, {population_size}]")
   # Step j draws from range(population_size - num + j + 1); a draw already taken is
   # replaced by the step's new largest value, which no earlier step could have drawn.
   upper = population_size - num + 1 + jnp.arange(num)
@@ -55,9 +68,19 @@ def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,
     queries (K, B, *event) and sets (K, B, N, *event); inside a step traced under a 'data' mesh, split
     over the devices by `sharding.constrain_batch`.
 
+  Raises:
+    ValueError: batch_size < 1, or set_size not in [1, M].
+
   Example:
-    >>> queries, sets = sample_meta_batch(key, data, batch_size=100, set_size=10)   # inside the jitted loss
+    >>> import jax
+    >>> from meta_amortized.sampling import sample_meta_batch
+    >>> data = jax.random.uniform(jax.random.key(0), (3, 50, 6))       # K = 3 distributions of M = 50
+    >>> queries, sets = sample_meta_batch(jax.random.key(1), data, batch_size=4, set_size=10)
+    >>> queries.shape, sets.shape
+    ((3, 4, 6), (3, 4, 10, 6))
   """
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size={batch_size!r} is not allowed; expected an integer >= 1")
   num_distributions, num_examples = data.shape[:2]
   query_key, set_key = jax.random.split(key)
   query_index = jax.random.randint(query_key, (batch_size,), 0, num_examples)
@@ -76,6 +99,12 @@ def as_float(x: jax.Array) -> jax.Array:
   Raises:
     TypeError: integer data, such as uint8 pixels in 0..255, which a Bernoulli likelihood of grey levels in
       [0, 1] would score without complaint; scale them first (`x / 255`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from meta_amortized.sampling import as_float
+    >>> as_float(jnp.array([True, False])).tolist()
+    [1.0, 0.0]
   """
   if jnp.issubdtype(x.dtype, jnp.floating):
     return x

@@ -1,7 +1,8 @@
 """Every bound and every model's loss on fixed inputs, against values recorded before the library's API changed.
 
 The values in regression_values.json were written by `python -m tests.test_regression` (which runs `_compute`)
-on the code as it stood before the interface was reworked; this test recomputes them with today's code. Under
+on the code as it stood before the interface was reworked (the models then took `kind="ns"|"vhe"`, the objectives
+`log_likelihood_fn` of every signature); this test recomputes them with today's code and names. Under
 `jax_disable_most_optimizations` (as the tests run), on one machine, they agree to the last bit; the tolerance
 admits XLA's reassociation on another CPU.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from meta_amortized import objectives
 from meta_amortized.conv import ConvModel
 from meta_amortized.distributions import Bernoulli, Categorical, DiagonalGaussian
-from meta_amortized.iterative import IterativeEncoder, iterative_inference, iterative_meta_inference
+from meta_amortized.iterative import iterative_inference, iterative_meta_inference
 from meta_amortized.metavae import IterativeMetaVAE, MetaVAE
 from meta_amortized.networks import (
   ContextPosterior,
@@ -24,13 +25,14 @@ from meta_amortized.networks import (
   ConvDecoder,
   ConvEncoder,
   Decoder,
+  IterativeEncoder,
   LatentPosterior,
   LatentPrior,
   MetaInferenceNetwork,
   StatisticianDecoder,
   SummaryNetwork,
 )
-from meta_amortized.statistician import ContextLatentModel
+from meta_amortized.statistician import NeuralStatistician, VariationalHomoencoder
 
 VALUES = pathlib.Path(__file__).with_name("regression_values.json")
 K, B, N, D, Z, C = 3, 4, 5, 6, 2, 3
@@ -52,8 +54,8 @@ def _bounds():
   prior = DiagonalGaussian(jnp.full((B, Z), 0.5), jnp.full((B, Z), -0.2))
   out = {
       "elbo": objectives.elbo(key, q, log_lik, num_samples=3),
-      "elbo_gaussian_prior": objectives.elbo(key, q, log_lik, prior, num_samples=3),
-      "elbo_callable_prior": objectives.elbo(key, q, log_lik, prior.log_prob, num_samples=3),
+      "elbo_gaussian_prior": objectives.elbo(key, q, log_lik, prior=prior, num_samples=3),
+      "elbo_callable_prior": objectives.elbo(key, q, log_lik, prior=prior.log_prob, num_samples=3),
       "iwae_20_chunk_10": objectives.iwae_bound(key, q, log_lik, num_samples=20, chunk_size=10),
       "iwae_100": objectives.iwae_bound(key, q, log_lik, num_samples=100),
       "enumerated_elbo": objectives.enumerated_elbo(Categorical(x[:, :3]), -x[:, 3:] ** 2),
@@ -61,24 +63,27 @@ def _bounds():
   decoders = {"w": jax.random.normal(jax.random.key(7), (K, Z, D))}
   g = lambda d, xq: DiagonalGaussian(jnp.mean(d, axis=-2)[..., :Z] + xq[..., :Z], xq[..., Z:2 * Z])
   ll = lambda theta, xq, z: Bernoulli(z @ theta["w"]).log_prob(xq)
-  out["meta_elbo"] = objectives.meta_elbo(key, queries, sets, meta_inference_fn=g, log_likelihood_fn=ll,
+  out["meta_elbo"] = objectives.meta_elbo(key, queries, sets, meta_inference_fn=g, decoder_log_likelihood_fn=ll,
                                           decoder_params=decoders, num_samples=2)
-  out["meta_elbo_index"] = objectives.meta_elbo(key, queries, sets, meta_inference_fn=g, log_likelihood_fn=ll,
-                                                decoder_params=decoders, decoder_index=jnp.array([2, 0, 0]))
+  out["meta_elbo_index"] = objectives.meta_elbo(key, queries, sets, meta_inference_fn=g,
+                                                decoder_log_likelihood_fn=ll, decoder_params=decoders,
+                                                decoder_index=jnp.array([2, 0, 0]))
   pseudo = DiagonalGaussian(jax.random.normal(jax.random.key(8), (7, C)), jax.random.normal(jax.random.key(9), (7, C)))
   out["vampprior"] = objectives.vampprior_log_prob(x[:, :C], pseudo)
   fns = dict(
       context_posterior_fn=lambda s: DiagonalGaussian(jnp.mean(s, -2)[..., :C], jnp.mean(s, -2)[..., C:2 * C]),
       latent_posterior_fn=lambda xs, c: DiagonalGaussian(xs[..., :Z] + c[..., :Z], 0.5 * xs[..., Z:2 * Z]),
       latent_prior_fn=lambda c: DiagonalGaussian(0.1 * c[..., :Z], 0.1 * c[..., 1:]))
-  ns_ll = lambda xs, z, c: Bernoulli(z @ weight + c[..., :1]).log_prob(xs)
-  out["statistician"] = objectives.statistician_elbo(key, sets[0], log_likelihood_fn=ns_ll, num_samples=2, **fns)
+  ll_of = lambda xs: lambda z, c: Bernoulli(z @ weight + c[..., :1]).log_prob(xs)
+  out["statistician"] = objectives.statistician_elbo(key, sets[0], context_log_likelihood_fn=ll_of(sets[0]),
+                                                     num_samples=2, **fns)
   out["statistician_vamp"] = objectives.statistician_elbo(
-      key, sets[0], log_likelihood_fn=ns_ll, context_prior=lambda c: objectives.vampprior_log_prob(c, pseudo),
-      **fns)
-  out["homoencoder"] = objectives.homoencoder_elbo(key, queries[0], sets[0], log_likelihood_fn=ns_ll, **fns)
+      key, sets[0], context_log_likelihood_fn=ll_of(sets[0]),
+      context_prior=lambda c: objectives.vampprior_log_prob(c, pseudo), **fns)
+  out["homoencoder"] = objectives.homoencoder_elbo(key, queries[0], sets[0],
+                                                   context_log_likelihood_fn=ll_of(queries[0]), **fns)
   out["homoencoder_standard"] = objectives.homoencoder_elbo(
-      key, queries[0], sets[0], log_likelihood_fn=ns_ll, context_kl_weight=0.3,
+      key, queries[0], sets[0], context_log_likelihood_fn=ll_of(queries[0]), context_kl_weight=0.3,
       **{**fns, "latent_prior_fn": None})
   encoder = IterativeEncoder((8,), Z)
   signal = jnp.zeros((B, 4 * Z))
@@ -93,7 +98,7 @@ def _bounds():
   ctx_params = context_encoder.init(jax.random.key(11), x, q, signal, jnp.zeros((B, 2)))
   result = iterative_meta_inference(
       key, queries, sets, summary_fn=lambda d: jnp.mean(d, -2)[..., :2],
-      encoder_fn=lambda xs, qq, s, h: context_encoder.apply(ctx_params, xs, qq, s, h), log_likelihood_fn=ll,
+      encoder_fn=lambda xs, qq, s, h: context_encoder.apply(ctx_params, xs, qq, s, h), decoder_log_likelihood_fn=ll,
       decoder_params=decoders, num_steps=2, latent_dim=Z)
   out["iterative_meta"] = result.elbos
   return out
@@ -113,29 +118,32 @@ def _models():
     out[name] = [float(loss), _checksum(grads)]
 
   meta_vae = MetaVAE(MetaInferenceNetwork((8, 8), (8,), Z), Decoder((8,), D))
-  params = meta_vae.init(jax.random.key(21), K, D)
-  record("meta_vae", lambda p: meta_vae.loss(p, key, data, batch_size=B, set_size=N), params)
+  params, state = meta_vae.init(jax.random.key(21), K, (D,))
+  record("meta_vae", lambda p: meta_vae.loss(p, state, key, data, batch_size=B, set_size=N), params)
   iterative = IterativeMetaVAE(SummaryNetwork((8, 8)), IterativeEncoder((8,), Z), Decoder((8,), D), num_refinements=2)
-  params = iterative.init(jax.random.key(22), K, D)
-  loss, metrics, grads = jax.jit(lambda p: iterative.loss_and_gradients(p, key, data, batch_size=B, set_size=N))(params)
+  params, state = iterative.init(jax.random.key(22), K, (D,))
+  (loss, (metrics, _)), grads = jax.jit(jax.value_and_grad(
+      lambda p: iterative.loss(p, state, key, data, batch_size=B, set_size=N), has_aux=True))(params)
   out["meta_vae_iterative"] = [float(loss), float(metrics["encoder_loss"]), _checksum(grads)]
-  for name, kwargs in {"ns": {"kind": "ns"}, "vhe": {"kind": "vhe", "context_kl_weight": 0.1},
-                       "vhe_vampprior": {"kind": "vhe", "num_pseudo_sets": 3, "pseudo_set_size": 2}}.items():
-    model = ContextLatentModel(context=ContextPosterior(8, C), latent_posterior=LatentPosterior(8, Z),
-                               latent_prior=LatentPrior((8,), Z), decoder=StatisticianDecoder(8, 16, D), **kwargs)
-    params = model.init(jax.random.key(23), D)
-    record(name, lambda p, m=model: m.loss(p, key, data, batch_size=B, set_size=N), params)
+  networks = dict(context=ContextPosterior(8, C), latent_posterior=LatentPosterior(8, Z),
+                  latent_prior=LatentPrior((8,), Z), decoder=StatisticianDecoder(8, 16, D))
+  for name, model in {"ns": NeuralStatistician(**networks),
+                      "vhe": VariationalHomoencoder(**networks, context_kl_weight=0.1),
+                      "vhe_vampprior": VariationalHomoencoder(**networks, num_pseudo_sets=3,
+                                                              pseudo_set_size=2)}.items():
+    params, state = model.init(jax.random.key(23), 1, (D,))
+    record(name, lambda p, m=model, s=state: m.loss(p, s, key, data, batch_size=B, set_size=N), params)
   widths = (2, 2, 2, 4, 4, 4, 4, 4, 4)
   images = jax.random.uniform(jax.random.key(24), (2, 12, 32, 32, 1))
   conv_models = {
       "conv_meta_vae": ConvModel(ConvEncoder(widths),
                                  MetaVAE(MetaInferenceNetwork((8,), (8,), Z), ConvDecoder(widths))),
-      "conv_vhe": ConvModel(ConvEncoder(widths), ContextLatentModel(
-          kind="vhe", context=ContextPosterior(8, C), latent_posterior=LatentPosterior(8, Z),
+      "conv_vhe": ConvModel(ConvEncoder(widths), VariationalHomoencoder(
+          context=ContextPosterior(8, C), latent_posterior=LatentPosterior(8, Z),
           latent_prior=LatentPrior((8,), Z), decoder=ConvContextDecoder(8, widths), num_pseudo_sets=2,
           pseudo_set_size=2)),
-      "conv_ns": ConvModel(ConvEncoder(widths), ContextLatentModel(
-          kind="ns", context=ContextPosterior(8, C), latent_posterior=LatentPosterior(8, Z),
+      "conv_ns": ConvModel(ConvEncoder(widths), NeuralStatistician(
+          context=ContextPosterior(8, C), latent_posterior=LatentPosterior(8, Z),
           latent_prior=LatentPrior((8,), Z), decoder=ConvContextDecoder(8, widths))),
   }
   for name, model in conv_models.items():

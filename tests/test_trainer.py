@@ -29,13 +29,13 @@ TINY_RUN = textwrap.dedent("""
                                             checkpoint_every_seconds=0.0))
     targets = jnp.linspace(-1.0, 1.0, 16)
 
-    def loss_fn(params, key, targets):
+    def loss_fn(params, state, key, targets):
         x = jax.random.normal(key, (32, 16))
         prediction = jnp.tanh(x @ params["w"]) @ params["v"]
-        return jnp.mean((prediction - targets) ** 2), {"norm": jnp.sum(params["w"] ** 2)}
+        return jnp.mean((prediction - targets) ** 2), ({"norm": jnp.sum(params["w"] ** 2)}, state)
 
     state = trainer.fit(config, pathlib.Path(sys.argv[1]), run="tiny",
-                        init_params=lambda k: {"w": jax.random.normal(k, (16, 8)) * 0.3, "v": jnp.zeros((8, 16))},
+                        init=lambda k: ({"w": jax.random.normal(k, (16, 8)) * 0.3, "v": jnp.zeros((8, 16))}, {}),
                         loss_fn=loss_fn, batch=(targets,))
     jnp.save(pathlib.Path(sys.argv[1]) / "final_w.npy", state.params["w"])
 """)
@@ -80,12 +80,12 @@ def _config(**overrides):
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   # The weight grows by 0.1 a step; the loss turns NaN once it passes 2.05 (step 21).
-  def loss_fn(params, key):
+  def loss_fn(params, state, key):
     w = params["w"]
-    return jnp.where(w > 2.05, jnp.nan, -w), {}
+    return jnp.where(w > 2.05, jnp.nan, -w), ({}, state)
 
   with pytest.raises(FloatingPointError, match=r"tiny: the loss is nan at step 21; .*last good checkpoint \(step 20\)"):
-    trainer.fit(_config(), tmp_path, run="tiny", init_params=lambda k: {"w": jnp.zeros(())}, loss_fn=loss_fn,
+    trainer.fit(_config(), tmp_path, run="tiny", init=lambda k: ({"w": jnp.zeros(())}, {}), loss_fn=loss_fn,
                 optimizer=optax.sgd(0.1))
   template = init_train_state({"w": jnp.zeros(())}, optax.sgd(0.1))
   restored = trainer.restore_latest(tmp_path / "checkpoints" / "tiny", template)
@@ -95,27 +95,27 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-  loss_fn = lambda params, key: (jnp.sum(params["w"] ** 2), {})
-  init = lambda k: {"w": jnp.ones(3)}
-  trainer.fit(_config(num_steps=10), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn)
+  loss_fn = lambda params, state, key: (jnp.sum(params["w"] ** 2), ({}, state))
+  init = lambda k: ({"w": jnp.ones(3)}, {})
+  trainer.fit(_config(num_steps=10), tmp_path, run="tiny", init=init, loss_fn=loss_fn)
   for path in (tmp_path / "checkpoints" / "tiny" / "10").rglob("*"):
     if path.is_file():
       path.write_bytes(b"not a checkpoint")
   with pytest.raises(RuntimeError, match=r"checkpoint at .*tiny/10 cannot be restored"):
-    trainer.fit(_config(num_steps=20), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn)
+    trainer.fit(_config(num_steps=20), tmp_path, run="tiny", init=init, loss_fn=loss_fn)
 
 
 def test_a_run_that_resumes_restores_without_initialising(tmp_path):
-  loss_fn = lambda params, key: (jnp.sum((params["w"] - jax.random.normal(key, (3,))) ** 2), {})
-  init = lambda k: {"w": jax.random.normal(k, (3,))}
-  straight = trainer.fit(_config(num_steps=20), tmp_path / "straight", run="tiny", init_params=init, loss_fn=loss_fn)
-  trainer.fit(_config(num_steps=10), tmp_path / "resumed", run="tiny", init_params=init, loss_fn=loss_fn)
+  loss_fn = lambda params, state, key: (jnp.sum((params["w"] - jax.random.normal(key, (3,))) ** 2), ({}, state))
+  init = lambda k: ({"w": jax.random.normal(k, (3,))}, {})
+  straight = trainer.fit(_config(num_steps=20), tmp_path / "straight", run="tiny", init=init, loss_fn=loss_fn)
+  trainer.fit(_config(num_steps=10), tmp_path / "resumed", run="tiny", init=init, loss_fn=loss_fn)
 
   def traced_only(key):  # the resumed run takes the state's shapes from a trace, never initialises
     assert isinstance(key, jax.core.Tracer)
     return init(key)
 
-  resumed = trainer.fit(_config(num_steps=20), tmp_path / "resumed", run="tiny", init_params=traced_only,
+  resumed = trainer.fit(_config(num_steps=20), tmp_path / "resumed", run="tiny", init=traced_only,
                         loss_fn=loss_fn)
   assert int(resumed.step) == 20
   np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
@@ -125,13 +125,13 @@ def test_a_run_that_resumes_restores_without_initialising(tmp_path):
 
 
 def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path):
-  loss_fn = lambda params, key: (jnp.sum(params["w"] ** 2), {})
-  init = lambda k: {"w": jnp.ones(3)}
+  loss_fn = lambda params, state, key: (jnp.sum(params["w"] ** 2), ({}, state))
+  init = lambda k: ({"w": jnp.ones(3)}, {})
   config = lambda **o: _config(**{"num_steps": 10, "data": dict(manual_dir="a", num_test=5), **o})
-  trainer.fit(config(), tmp_path, run="tiny", init_params=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
+  trainer.fit(config(), tmp_path, run="tiny", init=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
   record = json.loads((tmp_path / "checkpoints" / "tiny.config.json").read_text())
   assert record == {"learning_rate": 0.1, "seed": 0}
-  fit = lambda c: trainer.fit(c, tmp_path, run="tiny", init_params=init, loss_fn=loss_fn,
+  fit = lambda c: trainer.fit(c, tmp_path, run="tiny", init=init, loss_fn=loss_fn,
                               evaluation_fields=("data.num_test",))
   for changed in (config(seed=1, learning_rate=0.2), config(seed=1, learning_rate=0.2, num_steps=5)):
     with pytest.raises(trainer.ConfigError, match=r"tiny were trained with another config: config.learning_rate=0.2 "
@@ -142,7 +142,7 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path):
   assert int(resumed.step) == 20
   # A record without a checkpoint (a run killed before its first save) is replaced by the new run's.
   (tmp_path / "checkpoints" / "fresh.config.json").write_text(json.dumps({"seed": 9}))
-  trainer.fit(config(), tmp_path, run="fresh", init_params=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
+  trainer.fit(config(), tmp_path, run="fresh", init=init, loss_fn=loss_fn, evaluation_fields=("data.num_test",))
   assert json.loads((tmp_path / "checkpoints" / "fresh.config.json").read_text()) == record
   # Fewer steps than are trained: refused before anything is restored or logged, not the longer run evaluated.
   logged = (tmp_path / "metrics.jsonl").read_text()
