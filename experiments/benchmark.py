@@ -13,7 +13,7 @@ before optimisation, the same on every backend, nearly all of it the matrix prod
 passes), the achieved GFLOP/s next to the machine's own dense matrix-product GFLOP/s (in the step's compute dtype, at
 JAX's default matmul precision: TF32 for float32 on recent NVIDIA GPUs, set JAX_DEFAULT_MATMUL_PRECISION=highest for
 true float32) measured in the same run, alternating with the steps, and the original PyTorch code's seconds per step on
-the project's 2-core machine (REFERENCE.md section 8). With --scaling the sizes of each swept axis are all compiled
+the project's 2-core machine (docs/design.md section 8). With --scaling the sizes of each swept axis are all compiled
 first and then timed in rounds, one step of each size in turn, so that a drift in the machine's speed falls on every
 size alike.
 """
@@ -44,7 +44,7 @@ from meta_amortized.networks import CONTEXT_MERGES
 from meta_amortized.training import init_train_state, make_train_step, mixed_precision
 
 MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior")
-# The original code's s/step at K = 5, B = 100, N = 10 on the project's 2-core machine (REFERENCE.md section 8).
+# The original code's s/step at K = 5, B = 100, N = 10 on the project's 2-core machine (docs/design.md section 8).
 ORIGINAL_SECONDS = {"meta_vae": 0.54, "ns": 0.105, "vhe": 0.54, "vhe_vampprior": 1.99}
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 BACK_TO_BACK_BLOCK = 4  # steps dispatched back to back per timed block

@@ -294,7 +294,7 @@ def init_stacked(module: nn.Module, key: jax.Array, num: int, *example_inputs: A
   return jax.vmap(lambda k: module.init(k, *example_inputs))(jax.random.split(key, num))
 
 
-# --- Conv networks for 32 x 32 grey images (Small NORB; REFERENCE.md section 4) ---
+# --- Conv networks for 32 x 32 grey images (Small NORB; docs/design.md section 4) ---
 
 _CONV_FEATURES = (64, 64, 64, 128, 128, 128, 256, 256, 256)
 _CONV_STRIDES = (1, 1, 2, 1, 1, 2, 1, 1, 2)

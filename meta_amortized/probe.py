@@ -50,8 +50,8 @@ def _check_features(features: jax.Array, labels: jax.Array, num_classes: int | N
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
   if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                  or num_classes < 2):
-    raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an integer >= 2")
+                                  or num_classes < 1):
+    raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an integer >= 1")
   if isinstance(labels, jax.core.Tracer) or isinstance(features, jax.core.Tracer):
     return
   labels = np.asarray(labels)

@@ -36,10 +36,10 @@ def main(num_distributions: int, batch_size: int) -> dict:
       losses.append(float(metrics["loss"]))
     return state, losses
 
-  single, single_losses = train(make_train_step(loss_fn, optimizer),
-                                init_train_state(model.init(jax.random.key(1), num_distributions, 6), optimizer), data)
+  initial = lambda: init_train_state(model.init(jax.random.key(1), num_distributions, (6,))[0], optimizer)
+  single, single_losses = train(make_train_step(loss_fn, optimizer), initial(), data)
   mesh = sharding.data_mesh()
-  state = sharding.replicate(mesh, init_train_state(model.init(jax.random.key(1), num_distributions, 6), optimizer))
+  state = sharding.replicate(mesh, initial())
   sharded_data = sharding.shard_distributions(mesh, data)
   sharded, sharded_losses = train(make_train_step(loss_fn, optimizer, mesh=mesh), state, sharded_data)
   gathered = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), sharded.params)

@@ -19,7 +19,7 @@ from meta_amortized.networks import (
   LatentPrior,
   MetaInferenceNetwork,
 )
-from meta_amortized.statistician import ContextLatentModel
+from meta_amortized.statistician import NeuralStatistician, VariationalHomoencoder
 from meta_amortized.training import init_train_state, make_train_step
 
 WIDTHS = (2, 2, 2, 4, 4, 4, 4, 4, 4)
@@ -31,10 +31,12 @@ def _meta_vae():
 
 
 def _baseline(kind, num_pseudo_sets=0):
-  return ConvModel(ConvEncoder(WIDTHS), ContextLatentModel(
-      kind=kind, context=ContextPosterior(8, 5), latent_posterior=LatentPosterior(8, 3),
-      latent_prior=LatentPrior((8,), 3), decoder=ConvContextDecoder(8, WIDTHS), num_pseudo_sets=num_pseudo_sets,
-      pseudo_set_size=2))
+  networks = dict(context=ContextPosterior(8, 5), latent_posterior=LatentPosterior(8, 3),
+                  latent_prior=LatentPrior((8,), 3), decoder=ConvContextDecoder(8, WIDTHS))
+  if kind == "ns":
+    return ConvModel(ConvEncoder(WIDTHS), NeuralStatistician(**networks))
+  return ConvModel(ConvEncoder(WIDTHS), VariationalHomoencoder(**networks, num_pseudo_sets=num_pseudo_sets,
+                                                               pseudo_set_size=2))
 
 
 def _images(key, shape):
@@ -55,7 +57,7 @@ def test_conv_meta_vae_bound_is_the_meta_elbo_of_the_composed_networks():
     return model.model.meta_inference.apply(params["meta_inference"], d_features, trunk(x))
 
   expected = jax.jit(lambda: objectives.meta_elbo(key, queries, sets, meta_inference_fn=g,
-                                                  log_likelihood_fn=model.model.log_likelihood,
+                                                  decoder_log_likelihood_fn=model.model.log_likelihood,
                                                   decoder_params=params["decoders"]))()
   assert got.shape == (2, 3)
   np.testing.assert_allclose(got, expected, rtol=1e-4)
@@ -69,7 +71,7 @@ def test_conv_models_train_and_update_the_batch_statistics(model):
   params, model_state = model.init(jax.random.key(1), 2)
   state = init_train_state(params, optimizer, model_state)
   before = jax.tree.map(np.asarray, state)
-  step = make_train_step(functools.partial(model.loss, batch_size=3, set_size=2), optimizer, stateful=True)
+  step = make_train_step(functools.partial(model.loss, batch_size=3, set_size=2), optimizer)
   state, metrics = step(state, jax.random.key(2), data)
   assert np.isfinite(float(metrics["loss"]))
   # Batch norm's running mean moved towards this batch's statistics; every parameter got a gradient step.

@@ -144,8 +144,8 @@ def test_the_activation_option_gives_the_same_parameters_elu_in_place_of_relu(mo
     config.activation = activation
     models[activation] = invariance.build_model(config, examples_per_distribution=100)
     assert invariance.model_options(config)["activation"] == activation
-  params = models["relu"].init(jax.random.key(0), 2)
-  assert jax.tree.map(jnp.shape, models["elu"].init(jax.random.key(0), 2)) == jax.tree.map(jnp.shape, params)
+  params, _ = models["relu"].init(jax.random.key(0), 2)
+  assert jax.tree.map(jnp.shape, models["elu"].init(jax.random.key(0), 2)[0]) == jax.tree.map(jnp.shape, params)
   queries = jax.random.uniform(jax.random.key(1), (3, 784))
   sets = jax.random.uniform(jax.random.key(2), (3, 4, 784))
   z = jax.random.normal(jax.random.key(3), (3, config.latent_dim))
@@ -177,7 +177,7 @@ def _mlp(params, x, activation):
 class _PixelMass:
   """A stand-in model whose code is the total grey level of the query: invariant to half turns, not to scaling."""
 
-  def encode(self, params, key, sets, queries):
+  def encode(self, params, state, key, sets, queries):
     return jnp.sum(queries, axis=-1, keepdims=True)
 
 
@@ -203,7 +203,7 @@ def test_code_spread_is_the_mean_distance_between_the_codes_of_neighbouring_imag
 class _SetMass:
   """A stand-in model whose code is the mean grey level of its set, whatever the query."""
 
-  def encode(self, params, key, sets, queries):
+  def encode(self, params, state, key, sets, queries):
     return jnp.mean(sets, axis=(-2, -1))[:, None]
 
 
@@ -242,10 +242,10 @@ def test_one_set_is_the_set_of_every_query_whatever_the_chunks():
 class _LabelCode:
   """A stand-in model whose code is the query's first 10 pixels, where the test below writes its label."""
 
-  def encode(self, params, key, sets, queries):
+  def encode(self, params, state, key, sets, queries):
     return queries[:, :10]
 
-  def meta_elbo(self, params, key, queries, sets, decoder_index):
+  def bound(self, params, key, queries, sets, decoder_index):
     """A stand-in bound that shows its decoder: minus each query's mean grey level, less the decoder's index."""
     return -jnp.mean(queries, axis=-1) - decoder_index[:, None]
 
@@ -281,7 +281,7 @@ def test_evaluate_reads_a_code_that_carries_the_label():
 class _GreyLevelDecoders(_LabelCode):
   """A stand-in MetaVAE whose decoder k bounds a query best where ten times its mean grey level is k."""
 
-  def meta_elbo(self, params, key, queries, sets, decoder_index):
+  def bound(self, params, key, queries, sets, decoder_index):
     return -jnp.abs(10.0 * jnp.mean(queries, axis=-1) - decoder_index[:, None])
 
 
@@ -316,7 +316,7 @@ def test_the_best_bound_decoder_is_chosen_on_the_training_images_and_scores_the_
 class _SplitSignedLabelCode:
   """A stand-in model whose code is the query's first 10 pixels, negated where the set's pixel 10 is 1."""
 
-  def encode(self, params, key, sets, queries):
+  def encode(self, params, state, key, sets, queries):
     return queries[:, :10] * (1.0 - 2.0 * jnp.mean(sets[..., 10], axis=-1, keepdims=True))
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from meta_amortized import iterative
 from meta_amortized.distributions import Bernoulli, DiagonalGaussian
+from meta_amortized.networks import IterativeEncoder
 
 STEP = 0.05  # below 2 / (largest posterior precision, about 17) for this model
 
@@ -44,7 +45,7 @@ def test_scan_equals_unrolled_python_loop(linear_gaussian):
   model = linear_gaussian
   x = model.sample_x(jax.random.key(0), 4)
   ll = functools.partial(model.log_likelihood, x)
-  encoder = iterative.IterativeEncoder(hidden=(16,), latent_dim=3)
+  encoder = IterativeEncoder(hidden=(16,), latent_dim=3)
   prior = DiagonalGaussian(jnp.zeros((4, 3)), jnp.zeros((4, 3)))
   params = encoder.init(jax.random.key(2), x, prior, jnp.zeros((4, 12)))
   encoder_fn = functools.partial(encoder.apply, params)
@@ -71,7 +72,7 @@ def test_error_signal_and_context_conditioning():
   x = (jax.random.uniform(jax.random.key(0), (5, 8)) > 0.5).astype(jnp.float32)
   weight = jax.random.normal(jax.random.key(1), (3, 8))
   logits = lambda z: z @ weight
-  encoder = iterative.IterativeEncoder(hidden=(16,), latent_dim=3)
+  encoder = IterativeEncoder(hidden=(16,), latent_dim=3)
   prior = DiagonalGaussian(jnp.zeros((5, 3)), jnp.zeros((5, 3)))
   context = jnp.ones((7,))
   params = encoder.init(jax.random.key(2), x, prior, jnp.zeros((5, 11)), context)
@@ -111,10 +112,10 @@ def test_encode_gradients():
     iterative.encode_gradients(g, method="sign")
 
 
-def test_iterative_gradients_split_the_two_losses(linear_gaussian):
+def test_iterative_loss_routes_the_two_losses_to_their_parameters(linear_gaussian):
   model = linear_gaussian
   x = model.sample_x(jax.random.key(0), 4)
-  encoder = iterative.IterativeEncoder(hidden=(8,), latent_dim=3)
+  encoder = IterativeEncoder(hidden=(8,), latent_dim=3)
   prior = DiagonalGaussian(jnp.zeros((4, 3)), jnp.zeros((4, 3)))
   enc_params = encoder.init(jax.random.key(1), x, prior, jnp.zeros((4, 12)))
   dec_params = jnp.asarray(model.weight, jnp.float32)
@@ -124,8 +125,8 @@ def test_iterative_gradients_split_the_two_losses(linear_gaussian):
     return iterative.iterative_inference(jax.random.key(2), x, encoder_fn=functools.partial(encoder.apply, enc),
                                          log_likelihood_fn=ll, num_steps=3, latent_dim=3).elbos
 
-  (enc_loss, dec_loss), (enc_grads, dec_grads) = jax.jit(
-      functools.partial(iterative.iterative_gradients, elbos_fn))(enc_params, dec_params)
+  (dec_loss, enc_loss), (enc_grads, dec_grads) = jax.jit(jax.value_and_grad(
+      functools.partial(iterative.iterative_loss, elbos_fn), argnums=(0, 1), has_aux=True))(enc_params, dec_params)
 
   @jax.jit
   def expected(enc, dec):  # one compiled program: the unjitted scans would each compile their body again
@@ -158,7 +159,7 @@ def test_iterative_meta_inference_refines_each_distribution_with_its_own_decoder
     return iterative.iterative_meta_inference(
         jax.random.key(1), x, sets, summary_fn=lambda d: jnp.mean(d, axis=-2),
         encoder_fn=lambda x, q, s, c: _gradient_ascent_encoder(x, q, s),
-        log_likelihood_fn=functools.partial(_shifted_log_likelihood, model), decoder_params=biases,
+        decoder_log_likelihood_fn=functools.partial(_shifted_log_likelihood, model), decoder_params=biases,
         decoder_index=decoder_index, num_steps=40, latent_dim=3, num_samples=64)
 
   own, swapped = jax.jit(run)(None), jax.jit(run)(jnp.array([1, 0]))
@@ -174,7 +175,7 @@ def test_iterative_meta_inference_refines_each_distribution_with_its_own_decoder
 def test_iterative_meta_inference_is_iterative_inference_per_distribution(linear_gaussian):
   """vmap over distributions = a loop of `iterative_inference`, each with its key, decoder and summary h(D)."""
   model = linear_gaussian
-  encoder = iterative.IterativeEncoder(hidden=(8,), latent_dim=3)
+  encoder = IterativeEncoder(hidden=(8,), latent_dim=3)
   prior = DiagonalGaussian(jnp.zeros((4, 3)), jnp.zeros((4, 3)))
   queries = jax.random.normal(jax.random.key(0), (3, 4, model.data_dim))
   sets = jax.random.normal(jax.random.key(1), (3, 4, 6, model.data_dim))
@@ -185,7 +186,7 @@ def test_iterative_meta_inference_is_iterative_inference_per_distribution(linear
   summary_fn = lambda d: jnp.mean(jnp.tanh(d), axis=-2)
   refine = jax.jit(lambda k, num_steps: iterative.iterative_meta_inference(
       k, queries, sets, summary_fn=summary_fn, encoder_fn=functools.partial(encoder.apply, params),
-      log_likelihood_fn=functools.partial(_shifted_log_likelihood, model), decoder_params=biases,
+      decoder_log_likelihood_fn=functools.partial(_shifted_log_likelihood, model), decoder_params=biases,
       decoder_index=index, num_steps=num_steps, latent_dim=3, num_samples=2), static_argnums=1)
   result = refine(key, 3)
   # Refining further does not change the first steps (their keys do not depend on the step count): the
@@ -198,8 +199,8 @@ def test_iterative_meta_inference_is_iterative_inference_per_distribution(linear
         num_steps=3, latent_dim=3, num_samples=2)
     np.testing.assert_allclose(result.posteriors.mean[:, i], one.posteriors.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(result.elbos[:, i], one.elbos, rtol=1e-4, atol=1e-4)
-  with pytest.raises(ValueError, match=r"`sets` must have a leading distribution axis of size 3"):
+  with pytest.raises(ValueError, match=r"sets must have a leading distribution axis of size 3"):
     iterative.iterative_meta_inference(key, queries, sets[:2], summary_fn=summary_fn,
                                        encoder_fn=functools.partial(encoder.apply, params),
-                                       log_likelihood_fn=functools.partial(_shifted_log_likelihood, model),
+                                       decoder_log_likelihood_fn=functools.partial(_shifted_log_likelihood, model),
                                        decoder_params=biases, decoder_index=index, num_steps=3, latent_dim=3)

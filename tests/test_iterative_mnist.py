@@ -36,11 +36,11 @@ def test_iterative_mnist_end_to_end(tmp_path, mnist_data_dir):
 def test_iterative_training_gradients_follow_the_two_losses():
   """Encoder gradients are those of mean_t -ELBO_t, decoder gradients those of -ELBO_T."""
   config = iterative_config.get_config("quick")
-  params = iterative_mnist.init(config, "iterative_gradient", jax.random.key(0))
+  params, state = iterative_mnist.init(config, "iterative_gradient", jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (30, 784))
   key = jax.random.key(2)
-  loss_and_gradients = functools.partial(iterative_mnist.loss_and_gradients, config=config, name="iterative_gradient")
-  loss, metrics, grads = jax.jit(loss_and_gradients)(params, key, images)
+  loss_fn = functools.partial(iterative_mnist.loss, config=config, name="iterative_gradient")
+  (loss, (metrics, _)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, state, key, images)
   batch_key, binarize_key, bound_key = jax.random.split(key, 3)
   index = jax.random.randint(batch_key, (config.batch_size,), 0, 30)
   x = jax.random.bernoulli(binarize_key, images[index]).astype(jnp.float32)

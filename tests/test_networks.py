@@ -6,7 +6,6 @@ import numpy as np
 
 from meta_amortized import MetaVAE, networks, objectives
 from meta_amortized.distributions import Bernoulli
-from meta_amortized.iterative import IterativeEncoder
 from meta_amortized.metavae import IterativeMetaVAE
 from meta_amortized.sampling import sample_meta_batch
 
@@ -46,25 +45,25 @@ def test_meta_inference_network_is_permutation_invariant_and_broadcasts_a_shared
 
 
 def test_metavae_has_the_original_parameter_count():
-  # REFERENCE.md section 1: 4.21 M parameters with K = 5, 6.18 M with K = 9.
+  # docs/design.md section 1: 4.21 M parameters with K = 5, 6.18 M with K = 9.
   for k, millions in [(5, 4.21), (9, 6.18)]:
-    shapes = jax.eval_shape(lambda key, k=k: MetaVAE().init(key, k), jax.random.key(0))
+    shapes = jax.eval_shape(lambda key, k=k: MetaVAE().init(key, k)[0], jax.random.key(0))
     assert round(sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)) / 1e6, 2) == millions
 
 
 def test_shared_decoder_metavae_is_a_metavae_whose_decoders_are_copies_of_one():
   inference, decoder = networks.MetaInferenceNetwork((8,), (8,), 3), networks.Decoder((8,), 6)
   shared = MetaVAE(inference, decoder, shared_decoder=True)
-  params = shared.init(jax.random.key(0), 4, 6)
+  params, _ = shared.init(jax.random.key(0), 4, (6,))
   assert all(leaf.shape[0] == 1 for leaf in jax.tree.leaves(params["decoders"]))
   copies = {**params, "decoders": jax.tree.map(lambda leaf: jnp.repeat(leaf, 4, axis=0), params["decoders"])}
   data = jax.random.uniform(jax.random.key(1), (4, 20, 6))
   queries, sets = sample_meta_batch(jax.random.key(2), data, batch_size=5, set_size=3)
   key = jax.random.key(3)
-  np.testing.assert_allclose(shared.meta_elbo(params, key, queries, sets),
-                             MetaVAE(inference, decoder).meta_elbo(copies, key, queries, sets), rtol=1e-6)
+  np.testing.assert_allclose(shared.bound(params, key, queries, sets),
+                             MetaVAE(inference, decoder).bound(copies, key, queries, sets), rtol=1e-6)
   # Its one decoder learns from every distribution: its gradient is the sum of the copies'.
-  loss = lambda model, p: -jnp.mean(model.meta_elbo(p, key, queries, sets))
+  loss = lambda model, p: -jnp.mean(model.bound(p, key, queries, sets))
   shared_grads = jax.grad(functools.partial(loss, shared))(params)["decoders"]
   copies_grads = jax.grad(functools.partial(loss, MetaVAE(inference, decoder)))(copies)["decoders"]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b.sum(axis=0), rtol=1e-5, atol=1e-7),
@@ -74,13 +73,13 @@ def test_shared_decoder_metavae_is_a_metavae_whose_decoders_are_copies_of_one():
 def test_metavae_with_a_query_only_inference_and_a_shared_decoder_is_a_vae():
   inference, decoder = networks.QueryOnlyInference((8,), 3), networks.Decoder((8,), 6)
   vae = MetaVAE(inference, decoder, shared_decoder=True)
-  params = vae.init(jax.random.key(0), 4, 6)
+  params, _ = vae.init(jax.random.key(0), 4, (6,))
   data = jax.random.uniform(jax.random.key(1), (4, 20, 6))
   queries, sets = sample_meta_batch(jax.random.key(2), data, batch_size=5, set_size=3)
   key = jax.random.key(3)
-  bound = vae.meta_elbo(params, key, queries, sets)
+  bound = vae.bound(params, key, queries, sets)
   # The set changes nothing: any other sets give the same bound.
-  np.testing.assert_array_equal(vae.meta_elbo(params, key, queries, 1.0 - sets), bound)
+  np.testing.assert_array_equal(vae.bound(params, key, queries, 1.0 - sets), bound)
   # Each distribution's bound is the plain ELBO of q(z | x) under the one decoder, with that distribution's key.
   encoder_params = {"params": params["meta_inference"]["params"]["encoder"]}
   theta = jax.tree.map(lambda leaf: leaf[0], params["decoders"])
@@ -137,7 +136,7 @@ def test_statistic_networks_shapes():
   decoder = networks.StatisticianDecoder()
   z = jnp.zeros((2, 40))
   assert decoder.apply(decoder.init(jax.random.key(0), z, c), z, c).shape == (2, 784)
-  linear = networks.ContextPosterior(pre_pool_activation=None, hidden=3, context_dim=2)
+  linear = networks.ContextPosterior(pre_pool_activation=None, width=3, context_dim=2)
   lin_params = linear.init(jax.random.key(0), sets[..., :4])
   # Without a pre-pool nonlinearity the pooled statistic is linear in the set's mean.
   mean_set = jnp.mean(sets[..., :4], axis=1, keepdims=True)
@@ -163,12 +162,14 @@ def test_concatenated_context_enters_the_next_layer_additively_and_summed_does_n
 def test_iterative_metavae_routes_each_loss_to_its_parameters():
   """The summary network and the iterative encoder follow the mean over steps of -MetaELBO_t, the decoders
   -MetaELBO_T; and `encode` refines with the decoder it is given."""
-  model = IterativeMetaVAE(networks.SummaryNetwork((8, 6)), IterativeEncoder((8,), 3), networks.Decoder((8,), 12),
+  model = IterativeMetaVAE(
+      networks.SummaryNetwork((8, 6)), networks.IterativeEncoder((8,), 3), networks.Decoder((8,), 12),
                            num_refinements=2)
-  params = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), 2, 12)
+  params, state = jax.jit(model.init, static_argnums=(1, 2))(jax.random.key(0), 2, (12,))
   data = jax.random.bernoulli(jax.random.key(1), 0.3, (2, 20, 12)).astype(jnp.float32)
   key = jax.random.key(2)
-  loss, metrics, grads = jax.jit(lambda p: model.loss_and_gradients(p, key, data, batch_size=4, set_size=3))(params)
+  (loss, (metrics, _)), grads = jax.jit(jax.value_and_grad(
+      lambda p: model.loss(p, state, key, data, batch_size=4, set_size=3), has_aux=True))(params)
   batch_key, elbo_key = jax.random.split(key)
   queries, sets = sample_meta_batch(batch_key, data, batch_size=4, set_size=3)
   elbos = lambda p: model.refine(p["meta_inference"], p["decoders"], elbo_key, queries, sets).elbos
@@ -187,7 +188,7 @@ def test_iterative_metavae_routes_each_loss_to_its_parameters():
 
   @jax.jit
   def codes_and_refined(p):
-    codes = [model.encode(p, key, sets[0], queries[0], decoder_index=k) for k in (0, 1)]
+    codes = [model.encode(p, {}, key, sets[0], queries[0], decoder_index=k) for k in (0, 1)]
     return codes, model.refine(p["meta_inference"], p["decoders"], key, queries[:1], sets[:1], jnp.array([0]))
 
   codes, refined = codes_and_refined(params)

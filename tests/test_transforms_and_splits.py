@@ -64,7 +64,7 @@ def test_value_grids():
   assert transforms.SCALE_VALUES == (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9)
 
 
-# REFERENCE.md sections 3 and 4: (training values, number unseen).
+# docs/design.md sections 3 and 4: (training values, number unseen).
 MNIST_TABLE = {
     ("rotate", "interleaved"): ((-180, -140, -100, -60, -20, 20, 60, 100, 140), 9),
     ("rotate", "sparse"): ((-160, -80, 0, 80, 160), 13),

@@ -1,4 +1,4 @@
-"""Clustering mixtures of two Gaussians (Wu et al., demo 1; REFERENCE.md section 6)."""
+"""Clustering mixtures of two Gaussians (Wu et al., demo 1; docs/design.md section 6)."""
 
 import ml_collections
 

@@ -1,4 +1,4 @@
-"""Learning sufficient statistics of exponential families (Wu et al., demo 3; REFERENCE.md section 6)."""
+"""Learning sufficient statistics of exponential families (Wu et al., demo 3; docs/design.md section 6)."""
 
 import ml_collections
 

@@ -7,7 +7,7 @@ from experiments.configs.common import data_config, training_config
 
 def invariance_config(mode: str | None, *, dataset: str, transform: str, num_steps: int,
                       batch_size: int) -> ml_collections.ConfigDict:
-  # The original: Adam 2e-4 (REFERENCE.md section 1).
+  # The original: Adam 2e-4 (docs/design.md section 1).
   c = training_config(mode, num_steps=num_steps, learning_rate=2e-4)
   c.dataset = dataset
   c.transform = transform
@@ -16,7 +16,7 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   # bfloat16: bfloat16 matrix products with float32 parameters and losses (for GPU/TPU; slow on CPU).
   c.compute_dtype = "float32"
   c.data = data_config()
-  # Models (REFERENCE.md sections 1, 2 and 4).
+  # Models (docs/design.md sections 1, 2 and 4).
   c.batch_size = batch_size
   c.set_size = 10
   c.latent_dim = 40

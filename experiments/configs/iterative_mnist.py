@@ -1,4 +1,4 @@
-"""Standard against iterative amortized inference on binarised MNIST (Marino et al.; REFERENCE.md section 7)."""
+"""Standard against iterative amortized inference on binarised MNIST (Marino et al.; docs/design.md section 7)."""
 
 import ml_collections
 

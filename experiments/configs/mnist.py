@@ -1,4 +1,4 @@
-"""Transformation invariance on MNIST (Wu et al., Table 2 and Figure 7; REFERENCE.md sections 1-5)."""
+"""Transformation invariance on MNIST (Wu et al., Table 2 and Figure 7; docs/design.md sections 1-5)."""
 
 import ml_collections
 

@@ -1,4 +1,4 @@
-"""Transformation invariance on Small NORB (Wu et al., Table 2; REFERENCE.md section 4).
+"""Transformation invariance on Small NORB (Wu et al., Table 2; docs/design.md section 4).
 
 Small NORB cannot be downloaded on the project's machine: its pipeline is tested on small files
 the tests write in the dataset's format, and these settings have not been trained here.

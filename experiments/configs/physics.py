@@ -1,4 +1,4 @@
-"""Compiled inference for inclined planes (Wu et al., demo 2; REFERENCE.md section 6)."""
+"""Compiled inference for inclined planes (Wu et al., demo 2; docs/design.md section 6)."""
 
 import ml_collections
 

@@ -1,6 +1,6 @@
 """Meta-splits of the transformation-invariance experiments: which values train, which are unseen.
 
-MNIST (REFERENCE.md section 3) in transformation values; Small NORB (section 4) in
+MNIST (docs/design.md section 3) in transformation values; Small NORB (section 4) in
 value indices along the axis.
 """
 

@@ -2,7 +2,7 @@
 
 Each takes a batch of grey images (B, H, W) with values in [0, 1] and one
 transformation value, and samples the output by inverse mapping about the image
-centre, with black outside the source image (REFERENCE.md section 3):
+centre, with black outside the source image (docs/design.md section 3):
 
 - `rotate(images, degrees)`: counter-clockwise, nearest neighbour.
 - `scale(images, s)`: the centred box of side H * s resized back to H x W bilinearly
