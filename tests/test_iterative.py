@@ -204,3 +204,27 @@ def test_iterative_meta_inference_is_iterative_inference_per_distribution(linear
                                        encoder_fn=functools.partial(encoder.apply, params),
                                        decoder_log_likelihood_fn=functools.partial(_shifted_log_likelihood, model),
                                        decoder_params=biases, decoder_index=index, num_steps=3, latent_dim=3)
+
+
+def test_backprop_through_steps_changes_the_gradient_not_the_values(linear_gaussian):
+  """With `backprop_through_steps` the encoder loss reaches earlier refinements through each step's input posterior:
+  the ELBOs are the same, the encoder's gradient is not; with one step there is no earlier step, so it is the same."""
+  x = linear_gaussian.sample_x(jax.random.key(0), 4)
+  encoder = IterativeEncoder(hidden=(8,), latent_dim=3)
+  prior = DiagonalGaussian(jnp.zeros((4, 3)), jnp.zeros((4, 3)))
+  params = encoder.init(jax.random.key(1), x, prior, jnp.zeros((4, 12)))
+  ll = functools.partial(linear_gaussian.log_likelihood, x)
+
+  @functools.partial(jax.jit, static_argnums=(1, 2))
+  def elbos_and_grad(p, num_steps, backprop):
+    elbos = lambda p: iterative.iterative_inference(
+        jax.random.key(2), x, encoder_fn=functools.partial(encoder.apply, p), log_likelihood_fn=ll,
+        num_steps=num_steps, latent_dim=3, backprop_through_steps=backprop).elbos
+    return elbos(p), jax.grad(lambda p: -jnp.mean(elbos(p)[1:]))(p)
+
+  for num_steps, differ in ((3, True), (1, False)):
+    (stopped, stopped_grad), (through, through_grad) = (elbos_and_grad(params, num_steps, b) for b in (False, True))
+    np.testing.assert_allclose(through, stopped, rtol=1e-6)
+    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(through_grad),
+                                                              jax.tree.leaves(stopped_grad), strict=True))
+    assert (gap > 1e-4) == differ, (num_steps, gap)
