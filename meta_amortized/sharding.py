@@ -82,9 +82,12 @@ def batch_spec(shape: tuple[int, ...], num_devices: int) -> P:
     ValueError: neither K nor B is a multiple of the number of devices.
 
   Example:
+    >>> from jax.sharding import PartitionSpec
     >>> from meta_amortized.sharding import batch_spec
-    >>> batch_spec((8, 100, 784), 4), batch_spec((5, 100, 784), 4)    # over K, else over B
-    (P('data',), P(None, 'data'))
+    >>> batch_spec((8, 100, 784), 4) == PartitionSpec("data")           # over K
+    True
+    >>> batch_spec((5, 100, 784), 4) == PartitionSpec(None, "data")     # else over B
+    True
   """
   if shape[0] % num_devices == 0:
     return P(AXIS)

@@ -3,8 +3,9 @@
 The values in regression_values.json were written by `python -m tests.test_regression` (which runs `_compute`)
 on the code as it stood before the interface was reworked (the models then took `kind="ns"|"vhe"`, the objectives
 `log_likelihood_fn` of every signature); this test recomputes them with today's code and names. Under
-`jax_disable_most_optimizations` (as the tests run), on one machine, they agree to the last bit; the tolerance
-admits XLA's reassociation on another CPU.
+`jax_disable_most_optimizations` (as the tests run), on one machine and JAX version, they agree to the last bit;
+the tolerance admits XLA's reassociation on another CPU or JAX version (the gradient checksums of the conv models
+moved by up to 1.2e-5 relative under the dependency floors).
 """
 
 import json
@@ -163,7 +164,7 @@ def test_bounds_and_losses_match_the_recorded_values():
   computed = _compute()
   assert computed.keys() == recorded.keys()
   for name in recorded:
-    np.testing.assert_allclose(computed[name], recorded[name], rtol=2e-6, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(computed[name], recorded[name], rtol=5e-5, atol=1e-5, err_msg=name)
 
 
 if __name__ == "__main__":
