@@ -19,6 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import rundir, trainer
 from meta_amortized import sharding
 
 CONFIG_DIR = pathlib.Path(__file__).parent / "configs"
@@ -63,6 +64,13 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, pathlib.Path], dic
     jax.config.update("jax_disable_most_optimizations", bool(config.get("fast_compile", False)))
     if config.get("distributed", False):
       sharding.initialize_distributed()
-    run(config, pathlib.Path(workdir_flag.value))
+    try:
+      run(config, pathlib.Path(workdir_flag.value))
+    except trainer.RunInterrupted as stop:  # a checkpoint of the current step is saved: no traceback
+      print(stop, file=sys.stderr)
+      sys.exit(128 + stop.signal_number)
+    except rundir.WorkdirBusy as busy:
+      print(busy, file=sys.stderr)
+      sys.exit(75)  # EX_TEMPFAIL: try again when the other run is done
 
   app.run(absl_main)

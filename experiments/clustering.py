@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments import cli, trainer
+from experiments import cli, rundir, trainer
 from experiments.plotting import figure
 from meta_amortized import objectives
 from meta_amortized.distributions import Categorical, DiagonalGaussian
@@ -146,6 +146,7 @@ def evaluate(predict, test_means, key, config, set_size):
   return jax.jit(jax.vmap(one))(keys, test_means)
 
 
+@rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +162,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
       init=lambda key: ({"inference": vae.init(key, jnp.zeros((1, config.data_dim))),
                          "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, 1, config))}, {}),
       loss_fn=functools.partial(vae_loss, model=vae, config=config), batch=(train_means[0],),
-      optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
+      optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS, num_steps_field="vae_num_steps")
   vae_predict = lambda sets, queries: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
   errors["vae"] = float(jnp.mean(evaluate(vae_predict, test_means, eval_key, config, 1)))
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import cli, trainer
+from experiments import cli, rundir, trainer
 from experiments.plotting import figure
 from meta_amortized import objectives
 from meta_amortized.distributions import DiagonalGaussian
@@ -134,6 +134,7 @@ def squared_errors(params, key, thetas, *, model, config):
   return errors
 
 
+@rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   trainer.check_training(config)
   trainer.check_positive(config, "dim", "num_per_family", "prior_std", "set_size", "batch_size", "hidden",

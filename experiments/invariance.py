@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import trainer
+from experiments import rundir, trainer
 from experiments.data import mnist, smallnorb, splits, transforms
 from experiments.plotting import figure
 from meta_amortized import probe
@@ -488,6 +488,7 @@ def model_options(config: ml_collections.ConfigDict) -> dict:
           "encoder_input": config.encoder_input, "context_merge": config.context_merge}
 
 
+@rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   """Trains (or resumes) the model of `config` in `workdir`, evaluates it on the unseen values and writes
   results.json (also as results_at_step_<step>.json), wall_times.jsonl and accuracy.png; returns the results."""

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments import cli, trainer
+from experiments import cli, rundir, trainer
 from experiments.data import mnist
 from experiments.plotting import figure, learning_curves
 from meta_amortized import iterative, objectives
@@ -151,6 +151,7 @@ def optimizer_curve(config, decoder_params, key, x, optimizer: optax.GradientTra
   return jnp.concatenate([values, jnp.mean(bound(q, keys[-1]))[None]])
 
 
+@rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from experiments import cli, invariance, trainer
+from experiments import cli, invariance, rundir, trainer
 from experiments.data import mnist, splits, transforms
 from experiments.plotting import figure
 from meta_amortized.training import init_train_state
@@ -269,6 +269,7 @@ def figure7(config, found, workdir: pathlib.Path) -> None:
         ax.legend(fontsize=7)
 
 
+@rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   for field, allowed in (("transforms", sorted(splits.MNIST_GRIDS)), ("splits", splits.SPLIT_NAMES),
                          ("models", invariance.MODELS)):

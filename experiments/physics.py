@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import cli, trainer
+from experiments import cli, rundir, trainer
 from experiments.plotting import figure
 from meta_amortized.distributions import DiagonalGaussian
 from meta_amortized.networks import MLP, SummaryNetwork, gaussian_from_params
@@ -149,6 +149,7 @@ def grid_of(fn, key, config):
   return np.asarray(jax.jit(jax.vmap(jax.vmap(fn)))(keys, lengths, angles))
 
 
+@rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ import functools
 import json
 import math
 import pathlib
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +29,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from experiments.rundir import MetricsLog, atomic_write_text
 from meta_amortized.sharding import data_mesh, replicate, shard_distributions
 from meta_amortized.training import LossFn, TrainState, init_train_state, make_train_step
 
@@ -43,14 +46,15 @@ def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequenc
 
 
 def check_positive(config: ml_collections.ConfigDict, *fields: str, allow_zero: bool = False) -> None:
-  """Raises ConfigError naming the first of `fields` (a number, or a non-empty sequence of them) that is not > 0
-  (>= 0 with `allow_zero`)."""
+  """Raises ConfigError naming the first of `fields` (a number, or a non-empty sequence of them) that is not a
+  finite number > 0 (>= 0 with `allow_zero`)."""
   for field in fields:
     value = config[field]
     values = value if isinstance(value, (tuple, list)) else (value,)
-    if not values or any(not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero) for v in values):
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                         or (v == 0 and not allow_zero) for v in values):
       bound = ">= 0" if allow_zero else "> 0"
-      raise ConfigError(f"config.{field}={value!r} is not allowed; expected numbers {bound}")
+      raise ConfigError(f"config.{field}={value!r} is not allowed; expected finite numbers {bound}")
 
 
 def check_count(config: ml_collections.ConfigDict, field: str, limit: int) -> None:
@@ -66,11 +70,21 @@ def check_training(config: ml_collections.ConfigDict) -> None:
   check_positive(config, "checkpoint_every_seconds", allow_zero=True)
   if not isinstance(config.seed, int):
     raise ConfigError(f"config.seed={config.seed!r} is not allowed; expected an integer")
+  overrides = tuple(config.get("resume_overrides", ()))
+  wrong = [field for field in overrides if field not in OPTIMIZER_FIELDS or field not in config]
+  if wrong:
+    raise ConfigError(f"config.resume_overrides={overrides!r} is not allowed: {wrong} are not optimiser fields of "
+                      f"this config; expected some of {[f for f in OPTIMIZER_FIELDS if f in config]}")
+
+
+# Fields that only set the optimiser: `resume_overrides` may name them to resume a run with new values (after a
+# NaN, say), deliberately; no other trained field can change under a checkpoint.
+OPTIMIZER_FIELDS = ("learning_rate", "decoder_learning_rate")
 
 
 # Fields that say how long and how a run is carried out, not what it trains: a run may resume with others.
 RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every_seconds", "fast_compile", "distributed",
-                    "data.data_dir", "data.manual_dir")
+                    "resume_overrides", "data.data_dir", "data.manual_dir")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -104,6 +118,9 @@ def config_record(directory: pathlib.Path) -> pathlib.Path:
   return directory.with_name(directory.name + ".config.json")
 
 
+RESUMED_KEY = "resumed_with_overrides"  # in a config record: the optimiser values each deliberate resume set
+
+
 def check_config_record(config: ml_collections.ConfigDict, directory: pathlib.Path,
                         evaluation_fields: Sequence[str] = ()) -> None:
   """Raises ConfigError naming every trained field of `config` that differs from the record of the run whose
@@ -113,40 +130,17 @@ def check_config_record(config: ml_collections.ConfigDict, directory: pathlib.Pa
   if not path.exists():
     return
   try:
-    recorded = json.loads(path.read_text())
+    recorded = {k: v for k, v in json.loads(path.read_text()).items() if k != RESUMED_KEY}
   except json.JSONDecodeError as error:
     raise ConfigError(f"the config record {path} cannot be read ({error}); delete it to resume unchecked") from error
   given = trained_fields(config, evaluation_fields)
+  overrides = set(config.get("resume_overrides", ()))
   changed = [f"config.{k}={given[k]!r} (trained with {recorded[k]!r})"
-             for k in sorted(recorded.keys() & given.keys()) if recorded[k] != given[k]]
+             for k in sorted(recorded.keys() & given.keys()) if recorded[k] != given[k] and k not in overrides]
   if changed:
     raise ConfigError(f"the checkpoints in {directory} were trained with another config: " + "; ".join(changed)
-                      + ". Give the recorded values, or a fresh workdir to train with these.")
-
-
-class MetricsLog:
-  """Appends one JSON line per logged step to `path`, each tagged with the run's name."""
-
-  def __init__(self, path: pathlib.Path, run: str):
-    self.path, self.run = path, run
-
-  def truncate_after(self, step: int) -> None:
-    """Drops this run's lines past `step` (written after the checkpoint a resume starts from)."""
-    if not self.path.exists():
-      return
-
-    def keep(line: str) -> bool:
-      record = json.loads(line)
-      return record.get("run") != self.run or record["step"] <= step
-
-    kept = [line for line in self.path.read_text().splitlines() if keep(line)]
-    self.path.write_text("".join(line + "\n" for line in kept))
-
-  def write(self, step: int, metrics: dict[str, float]) -> None:
-    if jax.process_index() != 0:  # every process computes the same metrics; one writes them
-      return
-    with self.path.open("a") as f:
-      f.write(json.dumps({"run": self.run, "step": step, **metrics}) + "\n")
+                      + ". Give the recorded values, or a fresh workdir to train with these (optimiser fields can "
+                      "be changed deliberately with --config.resume_overrides=\"('learning_rate',)\").")
 
 
 @jax.jit
@@ -162,10 +156,27 @@ def _checkpoint_manager(directory: pathlib.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
-def restore_latest(directory: pathlib.Path, template: TrainState,
-                   manager: ocp.CheckpointManager | None = None) -> TrainState | None:
+class RunInterrupted(KeyboardInterrupt):
+  """SIGINT or SIGTERM stopped a run; a checkpoint of its current step was saved first."""
+
+  def __init__(self, message: str, signal_number: int):
+    super().__init__(message)
+    self.signal_number = signal_number
+
+
+def _identity(run: str, fields: dict[str, Any]) -> dict[str, Any]:
+  """What a checkpoint says of its run: the run's name and the trained fields of its config."""
+  return {"run": run, "config": fields}
+
+
+def restore_latest(directory: pathlib.Path, template: TrainState, manager: ocp.CheckpointManager | None = None, *,
+                   identity: dict[str, Any] | None = None, may_differ: Sequence[str] = ()) -> TrainState | None:
   """The latest checkpoint in `directory` restored into `template`'s structure and layout (arrays or
-  `jax.ShapeDtypeStruct`s with their shardings), or None if there is none."""
+  `jax.ShapeDtypeStruct`s with their shardings), or None if there is none.
+
+  With `identity` (`{"run": name, "config": trained fields}`), a checkpoint of another run, or of the same run
+  trained with other values of a field (but those in `may_differ`), is refused with a ConfigError naming the
+  difference, before its arrays are read."""
   if manager is None:
     if not directory.is_dir():  # a manager would create it: looking must not leave empty run directories behind
       return None
@@ -173,13 +184,67 @@ def restore_latest(directory: pathlib.Path, template: TrainState,
   step = manager.latest_step()
   if step is None:
     return None
+  where = directory / str(step)
+  try:
+    saved = manager.restore(step, args=ocp.args.Composite(identity=ocp.args.JsonRestore()))["identity"]
+  except Exception as error:  # Orbax raises many types for unreadable files.
+    raise RuntimeError(f"the checkpoint at {where} cannot be restored (its identity: {type(error).__name__}: "
+                       f"{error}); delete it to resume from an earlier one, or the whole directory to start over") \
+        from error
+  if identity is not None:
+    _check_identity(saved, identity, may_differ, where)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
   try:
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
   except Exception as error:  # Orbax raises many types for unreadable files.
     raise RuntimeError(
-        f"the checkpoint at {directory / str(step)} cannot be restored ({type(error).__name__}: {error}); "
+        f"the checkpoint at {where} cannot be restored ({type(error).__name__}: {error}); "
         "delete it to resume from an earlier one, or the whole directory to start over") from error
+
+
+def _check_identity(saved: dict, expected: dict, may_differ: Sequence[str], where: pathlib.Path) -> None:
+  if saved.get("run") != expected["run"]:
+    raise ConfigError(f"the checkpoint at {where} belongs to run {saved.get('run')!r}, not to {expected['run']!r}: "
+                      "it was copied or moved from another run; put it back, or delete it to train this run afresh")
+  recorded, given = saved.get("config", {}), expected["config"]
+  changed = [f"config.{k}={given[k]!r} (checkpoint: {recorded[k]!r})" for k in sorted(recorded.keys() & given.keys())
+             if recorded[k] != given[k] and k not in may_differ]
+  if changed:
+    raise ConfigError(f"the checkpoint at {where} was trained with another config: " + "; ".join(changed))
+
+
+def _save(manager: ocp.CheckpointManager, state: TrainState, identity: dict[str, Any]) -> None:
+  manager.save(int(state.step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        identity=ocp.args.JsonSave(identity)), force=True)
+  manager.wait_until_finished()
+
+
+def window_file(directory: pathlib.Path) -> pathlib.Path:
+  """Where an interrupted run keeps the per-step metrics of its unfinished logging window (so that its resume logs
+  the same means as an uninterrupted run)."""
+  return directory.with_name(directory.name + ".window.json")
+
+
+class _StopSignals:
+  """While active, SIGINT and SIGTERM only set `received`; the training loop checks it after each step."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  def __enter__(self) -> _StopSignals:
+    if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+      for number in (signal.SIGINT, signal.SIGTERM):
+        self._previous[number] = signal.signal(number, self._handle)
+    return self
+
+  def _handle(self, number: int, frame: Any) -> None:
+    del frame
+    self.received = number
+
+  def __exit__(self, *exc_info: Any) -> None:
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
 
 
 def fit(
@@ -192,11 +257,12 @@ def fit(
     batch: tuple[Any, ...] = (),
     optimizer: optax.GradientTransformation | None = None,
     evaluation_fields: Sequence[str] = (),
+    num_steps_field: str = "num_steps",
 ) -> TrainState:
   """Trains `run` for config.num_steps steps (resuming if a checkpoint exists) and returns the final state.
 
   Args:
-    config: reads seed, num_steps, learning_rate, log_every, checkpoint_every_seconds.
+    config: reads seed, num_steps, learning_rate, log_every, checkpoint_every_seconds, resume_overrides.
     workdir: the experiment's directory; checkpoints go to workdir/checkpoints/<run>, metrics
       to workdir/metrics.jsonl, the wall-clock seconds of each logged window to workdir/wall_times.jsonl.
     run: the model's name within the experiment.
@@ -207,17 +273,23 @@ def fit(
     optimizer: Adam with config.learning_rate when None.
     evaluation_fields: config fields (dotted) that this run's training does not read: those only the
       experiment's evaluation, or its other runs, read. Every other field but RESUMABLE_FIELDS is recorded when
-      the run starts (workdir/checkpoints/<run>.config.json) and must be the same when it resumes.
+      the run starts (workdir/checkpoints/<run>.config.json, and in every checkpoint with the run's name) and
+      must be the same when it resumes, but the optimiser fields that config.resume_overrides names.
+    num_steps_field: the config field the messages name for config.num_steps (a run trained for another budget
+      passes a copy of the config with num_steps set from that field).
 
   Training uses every device (`sharding.data_mesh`): the state replicated, the arrays of `batch` split over
   their leading (distribution) axis where the device count divides it, the query batch otherwise. The state
-  returned is on this process's first device, for evaluation.
+  returned is on this process's first device, for evaluation. SIGINT and SIGTERM stop it after the current step,
+  with a checkpoint of that step saved: rerunning the same command resumes, with the same results as a run that
+  was never stopped.
 
   Raises:
-    ConfigError: a checkpoint exists and was trained with other values of the recorded fields (named), or
-      past config.num_steps.
+    ConfigError: a checkpoint exists and was trained with other values of the recorded fields (named), belongs to
+      another run, or is past config.num_steps.
     FloatingPointError: the loss became NaN or inf; the message names the step, and the last
       checkpoint with finite parameters is kept.
+    RunInterrupted: SIGINT or SIGTERM; the message says where the checkpoint is and how to resume.
   """
   workdir.mkdir(parents=True, exist_ok=True)
   optimizer = optax.adam(config.learning_rate) if optimizer is None else optimizer
@@ -238,20 +310,25 @@ def fit(
   template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                           jax.eval_shape(initial_state, init_key))
   record = config_record(directory)
+  fields = trained_fields(config, evaluation_fields)
+  identity = _identity(run, fields)
+  overrides = tuple(config.get("resume_overrides", ()))
   trained = manager.latest_step()  # checkpoints are saved under the state's step
   if trained is not None:
     check_config_record(config, directory, evaluation_fields)
     if trained > config.num_steps:
-      raise ConfigError(f"config.num_steps={config.num_steps} is below the {trained} steps already trained in "
-                        f"{directory}; the same or a larger num_steps resumes or re-evaluates the run, a smaller one "
-                        "needs a fresh workdir")
-  state = restore_latest(directory, template, manager)
+      raise ConfigError(f"config.{num_steps_field}={config.num_steps} is below the {trained} steps already trained "
+                        f"in {directory}; the same or a larger {num_steps_field} resumes or re-evaluates the run, a "
+                        "smaller one needs a fresh workdir")
+  state = restore_latest(directory, template, manager, identity=identity, may_differ=overrides)
   if state is None:
     state = replicate(mesh, initial_state(init_key))
   start = int(state.step)
-  if (start == 0 or not record.exists()) and jax.process_index() == 0:
-    # Runs from before the record existed are recorded as they resume, unchecked.
-    record.write_text(json.dumps(trained_fields(config, evaluation_fields), indent=2) + "\n")
+  if jax.process_index() == 0:
+    if start == 0 or not record.exists():  # runs from before the record existed are recorded as they resume
+      atomic_write_text(record, json.dumps(fields, indent=2) + "\n")
+    elif overrides:
+      _record_overrides(record, fields, overrides, start)
   log.truncate_after(start)
   clock.truncate_after(start)
   if start >= config.num_steps:
@@ -259,9 +336,9 @@ def fit(
 
   step_fn = make_train_step(loss_fn, optimizer, mesh=mesh)
   last_save = last_log = time.monotonic()
-  window: list[dict[str, jax.Array]] = []
-  with tqdm(total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True,
-            disable=jax.process_index() != 0) as bar:
+  window = _unfinished_window(directory, start)
+  with _StopSignals() as signals, tqdm(total=config.num_steps, initial=start, desc=run, unit="step",
+                                       dynamic_ncols=True, disable=jax.process_index() != 0) as bar:
     for step in range(start, config.num_steps):
       state, metrics = step_fn(state, jax.random.fold_in(train_key, step), *batch)
       window.append(metrics)
@@ -273,9 +350,12 @@ def fit(
         bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
         if bad is not None:
           failed = done - len(window) + bad
+          kept = manager.latest_step()
           raise FloatingPointError(
-              f"{run}: the loss is {losses[bad]} at step {failed}; stopped. The last good checkpoint "
-              f"(step {manager.latest_step()}) is kept in {directory}")
+              f"{run}: the loss is {losses[bad]} at step {failed}; stopped. "
+              + (f"The last good checkpoint (step {kept}) is kept in {directory}; to resume it with other optimiser "
+                 "settings, give them with --config.resume_overrides naming them (e.g. a lower learning_rate)"
+                 if kept is not None else "No checkpoint had been saved yet"))
         log.write(done, means)
         now = time.monotonic()  # the device_get above waited for the window's steps
         clock.write(done, {"seconds": now - last_log})
@@ -284,11 +364,51 @@ def fit(
         window = []
         timed_out = now - last_save >= config.checkpoint_every_seconds
         if (timed_out or done == config.num_steps) and bool(_finite(state.params)):
-          manager.save(done, args=ocp.args.StandardSave(state), force=True)
-          manager.wait_until_finished()
+          _save(manager, state, identity)
           last_save = time.monotonic()
       bar.update(1)
+      if signals.received is not None and done < config.num_steps:
+        _stop(manager, state, identity, directory, window, signals.received, run)
   return _for_evaluation(state)
+
+
+def _record_overrides(record: pathlib.Path, fields: dict[str, Any], overrides: Sequence[str], step: int) -> None:
+  """Notes in the config record the optimiser values a deliberate resume set, and from which step."""
+  recorded = json.loads(record.read_text())
+  new = {k: fields[k] for k in overrides if k in fields and recorded.get(k) != fields[k]}
+  if new:
+    recorded.setdefault(RESUMED_KEY, []).append({"from_step": step, **new})
+    recorded.update(new)
+    atomic_write_text(record, json.dumps(recorded, indent=2) + "\n")
+
+
+def _unfinished_window(directory: pathlib.Path, start: int) -> list[dict[str, Any]]:
+  """The per-step metrics an interrupted run kept of the logging window it stopped in, if it stopped at `start`."""
+  path = window_file(directory)
+  if not path.exists():
+    return []
+  saved = json.loads(path.read_text())
+  if saved["step"] != start:
+    return []
+  return [{k: np.asarray(v, dtype) for k, (v, dtype) in m.items()} for m in saved["metrics"]]
+
+
+def _stop(manager, state, identity, directory, window, signal_number, run) -> None:
+  """Saves the current step (and the unfinished window's metrics) and raises RunInterrupted."""
+  step = int(state.step)
+  if jax.process_index() == 0:
+    metrics = [{k: (float(v), str(np.asarray(v).dtype)) for k, v in m.items()} for m in jax.device_get(window)]
+    atomic_write_text(window_file(directory), json.dumps({"step": step, "metrics": metrics}) + "\n")
+  if manager.latest_step() == step:  # the step's regular save
+    saved = f"a checkpoint of step {step} is saved in {directory}"
+  elif bool(_finite(state.params)):
+    _save(manager, state, identity)
+    saved = f"a checkpoint of step {step} is saved in {directory}"
+  else:
+    saved = f"its parameters are not finite, so the last good checkpoint (step {manager.latest_step()}) is kept"
+  name = signal.Signals(signal_number).name
+  raise RunInterrupted(f"{run}: stopped by {name} after step {step}; {saved}. Run the same command again to resume.",
+                       signal_number)
 
 
 def _for_evaluation(state: TrainState) -> TrainState:
@@ -309,4 +429,4 @@ def write_results(workdir: pathlib.Path, results: dict[str, Any], name: str = "r
       raise FloatingPointError(f"results{path} is {value}")
   check(results, "")
   if jax.process_index() == 0:
-    (workdir / name).write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(workdir / name, json.dumps(results, indent=2) + "\n")

@@ -25,8 +25,9 @@ TINY_RUN = textwrap.dedent("""
     import jax, jax.numpy as jnp, ml_collections
     from experiments import trainer
 
+    every = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0  # seconds between checkpoints
     config = ml_collections.ConfigDict(dict(seed=3, num_steps=int(sys.argv[2]), learning_rate=0.01, log_every=5,
-                                            checkpoint_every_seconds=0.0))
+                                            checkpoint_every_seconds=every))
     targets = jnp.linspace(-1.0, 1.0, 16)
 
     def loss_fn(params, state, key, targets):
@@ -34,15 +35,19 @@ TINY_RUN = textwrap.dedent("""
         prediction = jnp.tanh(x @ params["w"]) @ params["v"]
         return jnp.mean((prediction - targets) ** 2), ({"norm": jnp.sum(params["w"] ** 2)}, state)
 
-    state = trainer.fit(config, pathlib.Path(sys.argv[1]), run="tiny",
-                        init=lambda k: ({"w": jax.random.normal(k, (16, 8)) * 0.3, "v": jnp.zeros((8, 16))}, {}),
-                        loss_fn=loss_fn, batch=(targets,))
+    try:
+        state = trainer.fit(config, pathlib.Path(sys.argv[1]), run="tiny",
+                            init=lambda k: ({"w": jax.random.normal(k, (16, 8)) * 0.3, "v": jnp.zeros((8, 16))}, {}),
+                            loss_fn=loss_fn, batch=(targets,))
+    except trainer.RunInterrupted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(128 + stop.signal_number)
     jnp.save(pathlib.Path(sys.argv[1]) / "final_w.npy", state.params["w"])
 """)
 
 
-def _tiny(workdir, steps, **popen):
-  return subprocess.Popen([sys.executable, "-c", TINY_RUN, str(workdir), str(steps)], cwd=REPO,
+def _tiny(workdir, steps, *extra, **popen):
+  return subprocess.Popen([sys.executable, "-c", TINY_RUN, str(workdir), str(steps), *map(str, extra)], cwd=REPO,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, **popen)
 
@@ -71,6 +76,33 @@ def test_killed_run_resumes_to_the_same_parameters_and_metrics(tmp_path):
     logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     timed = [json.loads(line) for line in (workdir / "wall_times.jsonl").read_text().splitlines()]
     assert [t["step"] for t in timed] == logged and all(t["seconds"] > 0 for t in timed)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_saves_the_current_step_and_the_run_resumes_as_if_never_stopped(tmp_path, stop):
+  """Checkpoints only every hour: the signal's own save is what the resume starts from, mid-window; its metrics
+  and parameters are those of the uninterrupted run, to the last bit."""
+  steps = 300
+  straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+  straight_process, process = _tiny(straight, steps, 3600), _tiny(stopped, steps, 3600)
+  deadline = time.monotonic() + 240
+  while not ((stopped / "metrics.jsonl").exists() and (stopped / "metrics.jsonl").read_text().count("\n") >= 3):
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.02)
+  process.send_signal(stop)
+  assert process.wait(timeout=120) == 128 + stop
+  message = process.stderr.read().decode()
+  assert f"tiny: stopped by {stop.name} after step" in message and "Run the same command again to resume" in message
+  assert "Traceback" not in message
+  saved = int(message.split("after step ")[1].split(";")[0])
+  assert 15 <= saved < steps and (stopped / "checkpoints" / "tiny" / str(saved)).is_dir()
+  window = json.loads(trainer.window_file(stopped / "checkpoints" / "tiny").read_text())
+  assert window["step"] == saved and len(window["metrics"]) == saved % 5  # the steps past the last logged one
+  assert not (stopped / "final_w.npy").exists()
+  assert _tiny(stopped, steps, 3600).wait(timeout=300) == 0 and straight_process.wait(timeout=300) == 0
+  np.testing.assert_array_equal(np.load(stopped / "final_w.npy"), np.load(straight / "final_w.npy"))
+  assert (stopped / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
 
 
 def _config(**overrides):
@@ -159,7 +191,7 @@ def test_config_checks_name_the_field_and_allowed_values():
                                           checkpoint_every_seconds=1.0))
   with pytest.raises(trainer.ConfigError, match=r"config.model='vea' is not allowed; expected one of \['vae', 'ns'\]"):
     trainer.check_choice(config, "model", ("vae", "ns"))
-  with pytest.raises(trainer.ConfigError, match=r"config.num_steps=-1 is not allowed; expected numbers > 0"):
+  with pytest.raises(trainer.ConfigError, match=r"config.num_steps=-1 is not allowed; expected finite numbers > 0"):
     trainer.check_training(config)
 
 

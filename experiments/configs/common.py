@@ -17,6 +17,9 @@ def training_config(mode: str | None, *, num_steps: int, learning_rate: float = 
   c.learning_rate = learning_rate
   c.log_every = log_every
   c.checkpoint_every_seconds = 120.0
+  # Optimiser fields (learning_rate, ...) a resume may deliberately change from the checkpoint's, e.g. after a
+  # NaN: --config.resume_overrides="('learning_rate',)" with the new value. No other trained field can change.
+  c.resume_overrides = ()
   # Multi-host: run the same command on every host; True calls jax.distributed.initialize() first.
   c.distributed = False
   return c
