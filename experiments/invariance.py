@@ -137,6 +137,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     trainer.check_positive(config, "decoder_wide")
     trainer.check_count(config, "data.num_train_examples", mnist.SIZES["train"])
     trainer.check_count(config, "data.num_test_examples", mnist.SIZES["test"])
+    for field in ("num_train_examples", "num_test_examples"):  # every set is drawn from one split's images
+      if config.set_size > config.data[field]:
+        raise trainer.ConfigError(f"config.set_size={config.set_size} is not allowed with config.data.{field}="
+                                  f"{config.data[field]}: a set of distinct images cannot be larger than the split")
   else:
     trainer.check_positive(config, "conv_features")
     if len(config.conv_features) != 9:
@@ -182,6 +186,21 @@ def build_model(config: ml_collections.ConfigDict, examples_per_distribution: in
           **networks, num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
           pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)
   return ConvModel(ConvEncoder(tuple(config.conv_features)), model) if conv else model
+
+
+def check_set_size(config: ml_collections.ConfigDict, meta: MetaSplit) -> None:
+  """A set of config.set_size distinct images must fit in every distribution it is drawn from: the training
+  distributions and, for Small NORB (whose sizes are known only once it is loaded), each unseen one's splits.
+  Checked before training."""
+  sizes = {"training": meta.train.shape[1]}
+  if config.dataset != "mnist":  # MNIST's are the configured split sizes, checked by `validate`
+    for i, value in enumerate(meta.unseen_values):
+      (train, _), (test, _) = meta.unseen(i)
+      sizes[f"unseen {value} train"], sizes[f"unseen {value} test"] = train.shape[0], test.shape[0]
+  small = {name: size for name, size in sizes.items() if size < config.set_size}
+  if small:
+    raise trainer.ConfigError(f"config.set_size={config.set_size} is not allowed: these distributions have fewer "
+                              f"images {small}")
 
 
 def _examples_per_distribution(config) -> int:
@@ -498,6 +517,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   meta = mnist_meta_split(config) if config.dataset == "mnist" else norb_meta_split(config)
   jax.block_until_ready(meta.train)
   data_seconds = time.monotonic() - started
+  check_set_size(config, meta)
   model = build_model(config, meta.train.shape[1])
   init = lambda key: model.init(key, len(meta.train_values), tuple(meta.train.shape[2:]))
   loss_fn = functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size)

@@ -453,3 +453,19 @@ def test_norb_config_errors_name_the_field(tmp_path):
   config.conv_features = (4, 4)
   with pytest.raises(trainer.ConfigError, match=r"config.conv_features=\(4, 4\) .* 9 conv layers"):
     invariance.run(config, tmp_path)
+
+
+def test_a_set_larger_than_a_distribution_is_refused_before_training(tmp_path, norb_lighting_dirs):
+  config = mnist_scale.get_config("quick")  # 300 training and 100 test images
+  config.set_size = 150
+  with pytest.raises(trainer.ConfigError, match=r"config.set_size=150 is not allowed with "
+                                                r"config.data.num_test_examples=100"):
+    invariance.run(config, tmp_path / "mnist")
+  manual_dir, data_dir = norb_lighting_dirs  # 4 train and 2 test pairs (8 and 4 images) of each lighting value
+  config = norb_lighting.get_config("quick")
+  config.data.manual_dir, config.data.data_dir = str(manual_dir), str(data_dir)
+  config.set_size = 5
+  with pytest.raises(trainer.ConfigError, match=r"config.set_size=5 is not allowed: these distributions have fewer "
+                                                r"images \{'unseen 0 test': 4"):
+    invariance.run(config, tmp_path / "norb")
+  assert not (tmp_path / "norb" / "checkpoints").exists()

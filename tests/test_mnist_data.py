@@ -49,3 +49,39 @@ def test_missing_or_corrupt_files_are_clear_errors(tmp_path):
   (copy / "train-labels-idx1-ubyte.gz").write_bytes(bytes(data))
   with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz' is corrupt: sha256"):
     mnist.verify_mnist_files(copy)
+
+
+def test_the_prepared_splits_match_their_digests(mnist_arrays, mnist_data_dir):
+  assert (next(mnist_data_dir.glob("mnist/*")) / mnist.VERIFIED_MARK).exists()
+  for split, (images, labels) in mnist_arrays.items():
+    arrays = {"image": np.rint(images[..., None] * 255).astype(np.uint8), "label": labels}
+    assert mnist.prepared_digest(arrays) == mnist.PREPARED_SHA256[split]
+
+
+def test_a_corrupt_download_cache_is_detected_and_prepared_again(mnist_data_dir, tmp_path):
+  data_dir = tmp_path / "tfds"
+  shutil.copytree(mnist_data_dir, data_dir)  # prepared from the original files, with their extracted copies
+  for prepared in data_dir.glob("mnist/*"):
+    shutil.rmtree(prepared)
+  extracted = next(data_dir.glob("downloads/extracted/*train-images*"))
+  data = bytearray(extracted.read_bytes())
+  data[16 + 28 * 14 + 14] ^= 0x5A  # one pixel of the first training digit; the .gz originals still verify
+  extracted.write_bytes(bytes(data))
+  with pytest.warns(UserWarning, match=r"differs from the original data in its \['train'\] split"):
+    arrays = mnist.load_mnist(data_dir, manual_dir=MANUAL_DIR, num_examples={"train": 1})
+  whole = mnist.load_mnist(mnist_data_dir, manual_dir=MANUAL_DIR, num_examples={"train": 1})
+  np.testing.assert_array_equal(arrays["train"][0], whole["train"][0])
+
+
+def test_without_manual_dir_and_network_the_preparation_fails_at_once_naming_the_option(tmp_path, monkeypatch):
+  import socket
+  import time
+
+  def offline(*args, **kwargs):
+    raise OSError("Network is unreachable")
+
+  monkeypatch.setattr(socket, "create_connection", offline)
+  started = time.monotonic()
+  with pytest.raises(ConnectionError, match=r"not prepared in .* --config.data.manual_dir=DIR"):
+    mnist.load_mnist(tmp_path / "tfds", num_examples={"test": 1})
+  assert time.monotonic() - started < 30

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+import shutil
+import socket
+import urllib.parse
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +26,64 @@ MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
 SIZES = {"train": 60000, "test": 10000}
+# sha256 of each prepared split, images (uint8, N x 28 x 28 x 1) then labels (int64), in tensorflow-datasets' order:
+# a prepared copy that differs (a corrupt extracted-download cache passes the original files' checksums) is
+# detected, deleted and prepared again.
+PREPARED_SHA256 = {
+    "train": "fcbef7f0a39631249afe3af3b0a2df41c01592579450834cf6eb8d67655804fd",
+    "test": "29bf46f62b56c145189735d86a64898e1dd066fcd59db368c0a0cbf4660114c2",
+}
+VERIFIED_MARK = ".verified_sha256"  # in the prepared dataset's directory, once its splits matched
+
+
+def prepared_digest(arrays: Mapping[str, np.ndarray]) -> str:
+  """The sha256 of one prepared split's images and labels (see PREPARED_SHA256)."""
+  digest = hashlib.sha256(np.ascontiguousarray(arrays["image"], np.uint8).tobytes())
+  digest.update(np.ascontiguousarray(arrays["label"], np.int64).tobytes())
+  return digest.hexdigest()
+
+
+def _check_reachable(data_dir: pathlib.Path) -> None:
+  """Without manual_dir, tensorflow-datasets downloads MNIST, retrying for minutes when there is no network:
+  fail within seconds instead, saying how to prepare it offline."""
+  from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+  host = urllib.parse.urlparse(tfds_mnist._MNIST_URL).hostname
+  try:
+    socket.create_connection((host, 443), timeout=5).close()
+  except OSError as error:
+    raise ConnectionError(
+        f"MNIST is not prepared in {data_dir} and its download server cannot be reached ({error}); give the "
+        "directory of the four original files with --config.data.manual_dir=DIR (e.g. ../shared/data/mnist) to "
+        "prepare it offline") from error
+
+
+def ensure_prepared(data_dir: str | pathlib.Path, manual_dir: str | pathlib.Path | None) -> None:
+  """Prepares MNIST in data_dir once and checks the prepared splits against PREPARED_SHA256; a copy that differs
+  is deleted with the download cache and prepared again (a warning says so), and a second mismatch is an error."""
+  import tensorflow_datasets as tfds  # data preparation only
+
+  data_dir = pathlib.Path(data_dir)
+  builder = tfds.builder("mnist", data_dir=str(data_dir))
+  mark = pathlib.Path(builder.data_dir) / VERIFIED_MARK
+  if builder.is_prepared() and mark.exists():
+    return
+  if not builder.is_prepared() and manual_dir is None:
+    _check_reachable(data_dir)
+  for attempt in range(2):
+    full = prepare_and_read("mnist", data_dir, manual_dir, {split: split for split in SIZES})
+    bad = [split for split in SIZES if prepared_digest(full[split]) != PREPARED_SHA256[split]]
+    if not bad:
+      mark.write_text("".join(f"{split} {PREPARED_SHA256[split]}\n" for split in SIZES))
+      return
+    shutil.rmtree(builder.data_dir, ignore_errors=True)
+    shutil.rmtree(data_dir / "downloads", ignore_errors=True)
+    if attempt == 0:
+      warnings.warn(f"MNIST prepared in {data_dir} differs from the original data in its {bad} split(s) (a corrupt "
+                    "download cache?); deleted it and the cache, preparing it again", stacklevel=2)
+      builder = tfds.builder("mnist", data_dir=str(data_dir))
+  raise ValueError(f"MNIST prepared in {data_dir} differs from the original data in its {bad} split(s) even when "
+                   "prepared afresh; check the files of manual_dir")
 
 
 def verify_mnist_files(manual_dir: str | pathlib.Path) -> None:
@@ -45,7 +107,9 @@ def load_mnist(data_dir: str | pathlib.Path, *, manual_dir: str | pathlib.Path |
   Args:
     data_dir: where tensorflow-datasets keeps the prepared dataset (prepared once, reused after).
     manual_dir: a directory with the four original files, verified before use; without it
-      tensorflow-datasets downloads them (checksums verified by it).
+      tensorflow-datasets downloads them (checksums verified by it), and where the download server cannot be
+      reached that is a ConnectionError within seconds naming the option. The prepared splits are checked against
+      known digests once (`ensure_prepared`).
     num_examples: {split: n} reads only these splits, each its first n examples (the whole split for None);
       by default both splits whole. An unknown split or an n outside [1, the split's size] is a ValueError.
   """
@@ -59,6 +123,7 @@ def load_mnist(data_dir: str | pathlib.Path, *, manual_dir: str | pathlib.Path |
     splits[split] = split if num is None else f"{split}[:{num}]"
   if manual_dir is not None:
     verify_mnist_files(manual_dir)
+  ensure_prepared(data_dir, manual_dir)
   prepared = prepare_and_read("mnist", data_dir, manual_dir, splits)
   return {split: (arrays["image"][..., 0].astype(np.float32) / 255.0, arrays["label"].astype(np.int32))
           for split, arrays in prepared.items()}
