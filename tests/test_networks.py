@@ -1,5 +1,6 @@
 import functools
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +40,8 @@ def test_meta_inference_network_is_permutation_invariant_and_broadcasts_a_shared
   # `summarize` is the h(D) the posterior is computed from: r(CONCAT(x, h(D))) with the same parameters.
   summary = net.apply(params, per_query, method="summarize")
   assert summary.shape == (3, 6)
-  aggregation = networks.AggregationNetwork((7,), 2)
-  direct = aggregation.apply({"params": params["params"]["aggregation"]}, queries, summary)
+  aggregation = networks.Encoder((7,), 2)
+  direct = aggregation.apply({"params": params["params"]["aggregation"]}, jnp.concatenate([queries, summary], -1))
   np.testing.assert_allclose(direct.mean, net.apply(params, per_query, queries).mean, rtol=1e-6)
 
 
@@ -149,7 +150,7 @@ def test_concatenated_context_enters_the_next_layer_additively_and_summed_does_n
   # two inputs leaves the sum of the four outputs' differences at zero; after "sum" (elu(a + b)) it does not.
   a = jax.random.normal(jax.random.key(0), (2, 6))
   b = jax.random.normal(jax.random.key(1), (2, 6))
-  layer = networks.nn.Dense(5)
+  layer = flax.linen.Dense(5)
   for merge, separable in (("concat", True), ("sum", False)):
     params = layer.init(jax.random.key(2), networks.join_context(a, b, merge))
     out = lambda i, j, merge=merge, params=params: layer.apply(params, networks.join_context(a[i], b[j], merge))
