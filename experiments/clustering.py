@@ -217,9 +217,18 @@ def plot(workdir, config, errors, by_mixtures, test_means, params, model, key):
                                 config.component_variance)
       queries, sets = points[:config.test_queries], points[config.test_queries:]
       labels = jnp.argmax(model.apply(params["inference"], sets, queries).logits, -1)
-      ax.scatter(*np.asarray(queries[:, :2]).T, c=np.asarray(labels), cmap="coolwarm", s=8)
-      ax.scatter(*np.asarray(sets[:, :2]).T, marker="x", c="k", s=10)
+      ax.scatter(*_plane(queries), c=np.asarray(labels), cmap="coolwarm", s=8)
+      ax.scatter(*_plane(sets, offset=-0.5), marker="x", c="k", s=10)
       ax.set_title(f"unseen mixture {i}, N = {n}", fontsize=9)
+
+
+def _plane(points: jax.Array, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+  """(x, y) to draw of points (M, data_dim): their first two coordinates; in 1-D the coordinate against a constant
+  `offset` (the queries on one line, the set on another)."""
+  points = np.asarray(points)
+  if points.shape[-1] == 1:
+    return points[:, 0], np.full(points.shape[0], offset)
+  return points[:, 0], points[:, 1]
 
 
 if __name__ == "__main__":

@@ -40,6 +40,14 @@ def test_clustering_end_to_end(tmp_path):
   assert 0.0 <= written["clustering_error_by_num_train_mixtures"]["10"] <= 0.5
 
 
+def test_clustering_runs_in_one_dimension(tmp_path):
+  config = clustering_config.get_config("quick")
+  config.data_dim = 1
+  written = clustering.run(config, tmp_path)
+  assert all(0.0 <= e <= 0.5 for e in written["clustering_error"].values())
+  assert (tmp_path / "clustering_examples.png").stat().st_size > 0  # the figure of 1-D points, which crashed
+
+
 def test_physics_end_to_end(tmp_path):
   config = physics_config.get_config("quick")
   results = physics.run(config, tmp_path)
