@@ -7,10 +7,11 @@ A refactor must not change what the experiments compute. Record before the chang
     python -m experiments.quick_results record --out workdirs/quick_after
     python -m experiments.quick_results compare workdirs/quick_before workdirs/quick_after
 
-`record` runs each quick config (the demonstrations, iterative MNIST, and the MNIST invariance experiment for every
-model and every ablation switch) in a fresh workdir under --out and keeps its results.json as <name>.json there;
-`compare` names every run whose results differ, field by field, and exits 1 if any does. The MNIST runs prepare MNIST
-offline from --mnist_manual_dir (../shared/data/mnist by default). `--only NAME[,NAME]` records some runs alone.
+`record` runs each quick config (the demonstrations, iterative MNIST, the MNIST invariance experiment for every
+model and every ablation switch, Small NORB's conv models on a small generated dataset) in a fresh workdir under
+--out and keeps its results.json as <name>.json there; `compare` names every run whose results differ, field by
+field, and exits 1 if any does. The MNIST runs prepare MNIST offline from --mnist_manual_dir (../shared/data/mnist
+by default). `--only NAME[,NAME]` records some runs alone.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ RUNS: list[tuple[str, str, str, dict]] = [
      {"model": "meta_vae_iterative", "gradient_encoding": "standardize"}),
     ("scale_meta_vae", "invariance", "mnist_scale", {}),
     ("shear_vhe", "invariance", "mnist_shear", {"model": "vhe"}),
+    # Small NORB's conv models, on a small dataset generated in its format (`smallnorb.generated_lighting_data`).
+    *[(f"norb_lighting_{model}", "invariance", "norb_lighting", {"model": model})
+      for model in ("meta_vae", "ns", "vhe", "vhe_vampprior")],
 ]
 
 
@@ -56,7 +60,9 @@ def _run_one(name: str, experiment: str, config_module: str, overrides: dict, ou
   configs = importlib.import_module(f"experiments.configs.{config_module}")
   config: ml_collections.ConfigDict = configs.get_config("quick")
   config.update_from_flattened_dict(overrides)
-  if "data" in config and "manual_dir" in config.data:
+  if config_module.startswith("norb"):
+    config.data.manual_dir, config.data.data_dir = _generated_norb(out)
+  elif "data" in config and "manual_dir" in config.data:
     config.data.manual_dir = mnist_manual_dir
     config.data.data_dir = str(out / "tensorflow_datasets")
   workdir = out / "runs" / name
@@ -65,6 +71,16 @@ def _run_one(name: str, experiment: str, config_module: str, overrides: dict, ou
   run(config, workdir)
   (out / f"{name}.json").write_text((workdir / "results.json").read_text())
   return time.monotonic() - started
+
+
+def _generated_norb(out: pathlib.Path) -> tuple[str, str]:
+  """(manual_dir, data_dir) of the generated Small NORB, written and prepared under `out` once."""
+  from experiments.data import smallnorb
+
+  manual_dir, data_dir = out / "norb_files", out / "norb_tensorflow_datasets"
+  if not data_dir.exists():
+    smallnorb.prepare_generated(manual_dir, data_dir, smallnorb.generated_lighting_data())
+  return str(manual_dir), str(data_dir)
 
 
 def record(out: pathlib.Path, only: set[str] | None, mnist_manual_dir: str) -> None:

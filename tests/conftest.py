@@ -87,34 +87,17 @@ def mnist_data_dir(tmp_path_factory, worker_id):
 
 
 def prepare_fake_smallnorb(manual_dir, data_dir, written):
-  """Writes {split: (images, categories, info)} in Small NORB's format and prepares it with tensorflow-datasets.
-
-  The real builder parses and prepares the files; only its comparison with the registered checksums of the
-  real files is switched off, since generated files cannot match them.
-  """
-  import tensorflow_datasets as tfds
-
+  """`smallnorb.prepare_generated`: Small NORB files written by the tests, prepared by tensorflow-datasets."""
   from experiments.data import smallnorb
 
-  for split, (images, categories, info) in written.items():
-    smallnorb.write_norb_chunk(manual_dir, split, images, categories, info)
-  patch = pytest.MonkeyPatch()
-  patch.setattr(tfds.download.DownloadManager, "_register_or_validate_checksums", lambda *args, **kwargs: None)
-  try:
-    return smallnorb.load_smallnorb(data_dir, manual_dir=manual_dir)
-  finally:
-    patch.undo()
+  return smallnorb.prepare_generated(manual_dir, data_dir, written)
 
 
 @pytest.fixture(scope="session")
 def norb_lighting_dirs(tmp_path_factory):
   """(manual_dir, data_dir) of a small Small NORB with every lighting value equally often in each split."""
-  rng = np.random.default_rng(0)
-  written = {}
-  for split, n in (("train", 24), ("test", 12)):
-    images = rng.integers(0, 256, size=(n, 2, 96, 96), dtype=np.uint8)
-    info = np.stack([rng.integers(0, 10, n), rng.integers(0, 9, n), 2 * rng.integers(0, 18, n), np.arange(n) % 6], 1)
-    written[split] = (images, rng.integers(0, 5, n), info)
+  from experiments.data import smallnorb
+
   manual_dir, data_dir = tmp_path_factory.mktemp("norb_files"), tmp_path_factory.mktemp("norb_tfds")
-  prepare_fake_smallnorb(manual_dir, data_dir, written)
+  smallnorb.prepare_generated(manual_dir, data_dir, smallnorb.generated_lighting_data())
   return manual_dir, data_dir
