@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import invariance
+from experiments import variants
 from experiments.configs import mnist_rotate
 from experiments.plotting import figure
 from meta_amortized import sharding
@@ -74,7 +74,7 @@ def _prepare_step(model_name: str, *, num_distributions: int, batch_size: int, s
   config.model = model_name
   if model_name != "meta_vae":
     config.context_merge = context_merge
-  model = invariance.build_model(config, num_examples)
+  model = variants.build_model(config, num_examples)
   key = jax.random.key(seed)
   params, model_state = model.init(jax.random.key(seed + 1), num_distributions, (784,))
   optimizer = optax.adam(2e-4)
@@ -106,7 +106,7 @@ def _prepare_step(model_name: str, *, num_distributions: int, batch_size: int, s
       "model": model_name,
       "model_sizes": model_sizes,
       "compute_dtype": compute_dtype,
-      "context_merge": invariance.model_options(config).get("context_merge"),  # None for the MetaVAE
+      "context_merge": variants.options(config).get("context_merge"),  # None for the MetaVAE
       "num_distributions": num_distributions,
       "batch_size": batch_size,
       "set_size": batch_size if model_name == "ns" else set_size,

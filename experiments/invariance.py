@@ -10,23 +10,14 @@ of its training images (each query with a set of `set_size` images of the same d
 split) fit the probe, and the codes of its test images (sets from its test split) score it. The test codes'
 `probe.code_geometry` (class separation, participation ratio) is reported beside the accuracy.
 
-`meta_vae_iterative` (MNIST only) is the MetaVAE with an iterative meta-inference network
-(`metavae.IterativeMetaVAE`, not in either paper). Its refinement needs a decoder, and an unseen distribution has
-none of its own: it uses the decoder of the training distribution whose mean summary h(D) (over `summary_sets` sets
-of its training images) is nearest, or with `--config.unseen_decoder=best_bound` the one under which the MetaELBO of
-its first `unseen_elbo_examples` training images is highest. For both MLP MetaVAEs the MetaELBO of each unseen
-distribution's first `unseen_elbo_examples` test images is reported under that same decoder (for the iterative one
-also after each of `eval_refinements` refinement steps, averaged over the unseen values: `unseen_elbo_by_step`).
-`--config.decoders=shared` gives the MetaVAE one decoder for every distribution (an ablation, in neither paper):
-the unseen distributions' MetaELBO is then that decoder's; `--config.activation=elu` gives the MetaVAE's and the VAE's
-encoder MLP and decoders ELU where the original has ReLU (the activation of the NS's and the VHE's networks; an
-ablation), h(D) keeping its LeakyReLU. `vae` (MNIST only, a control) goes one step further: its
-encoder q(z | x) ignores the set, so it is a plain VAE trained on the pooled training distributions, scored as the
-shared-decoder MetaVAE (the set it is given changes nothing). Ablations of the NS and the VHEs, in neither paper:
-`--config.latent_prior=standard` fixes p(z | c) to N(0, I), `--config.decoder_input=z` makes their decoder p(x | z)
-and `--config.encoder_input=x` their encoder q(z | x); with all three the set enters nothing but the context's KL term.
-`--config.context_merge=concat` joins the embeddings of x (or z) and c in their encoder and decoder as the original
-MetaVAE code does (ELU of each, concatenated) instead of summing them as the Neural Statistician's networks do.
+The models, the paper's four and the variants beside them (`meta_vae_iterative`, `vae`), and the ablation switches
+(`--config.latent_prior`, `decoder_input`, `encoder_input`, `context_merge` of the NS and the VHEs; `decoders`,
+`activation` of the MetaVAE) are registered in `experiments.variants`. The MLP MetaVAEs borrow a training decoder
+for each unseen distribution: that of the training distribution whose mean summary h(D) (over `summary_sets` sets
+of its training images) is nearest, or with `--config.unseen_decoder=best_bound` the one under which the MetaELBO
+of its first `unseen_elbo_examples` training images is highest; the MetaELBO of its first `unseen_elbo_examples`
+test images is reported under it (for the iterative one also after each of `eval_refinements` refinement steps:
+`unseen_elbo_by_step`), and the iterative MetaVAE refines its codes with it.
 """
 
 from __future__ import annotations
@@ -43,39 +34,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import rundir, trainer
+from experiments import rundir, trainer, variants
 from experiments.data import mnist, smallnorb, splits, transforms
 from experiments.plotting import figure
 from meta_amortized import probe
-from meta_amortized.conv import ConvModel
-from meta_amortized.metavae import IterativeMetaVAE, MetaVAE
-from meta_amortized.networks import (
-  CONTEXT_MERGES,
-  ContextPosterior,
-  ConvContextDecoder,
-  ConvDecoder,
-  ConvEncoder,
-  Decoder,
-  IterativeEncoder,
-  LatentPosterior,
-  LatentPrior,
-  MetaInferenceNetwork,
-  QueryOnlyInference,
-  StatisticianDecoder,
-  SummaryNetwork,
-)
+from meta_amortized.metavae import IterativeMetaVAE
 from meta_amortized.sampling import as_float, sample_without_replacement
-from meta_amortized.statistician import NeuralStatistician, VariationalHomoencoder
 from meta_amortized.training import TrainState, mixed_precision
 
-MODELS = ("meta_vae", "ns", "vhe", "vhe_vampprior", "meta_vae_iterative", "vae")
+MODELS = tuple(variants.MODELS)  # the paper's four, and the variants registered beside them (`variants`)
 META_VAES = ("meta_vae", "meta_vae_iterative", "vae")  # the MetaVAE's code (`metavae`), the VAE as a special case
 DATASETS = ("mnist", "smallnorb")
-LATENT_PRIORS = ("learned", "standard")  # of the NS and the VHEs
-DECODER_INPUTS = ("z_and_c", "z")  # of the NS and the VHEs
-ENCODER_INPUTS = ("x_and_c", "x")  # of the NS and the VHEs
-DECODERS = ("per_distribution", "shared")  # of the MetaVAE
-ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}  # of the MetaVAE's and the VAE's encoder MLP and decoders
 FIXED_SET_PROBES = ("per_split", "shared")  # the probe beside test_accuracy's on codes that share one set
 UNSEEN_DECODERS = ("nearest_summary", "best_bound")  # how an unseen value picks the training decoder it borrows
 # Read only by the evaluation: a trained cell may be evaluated again with others (`trainer.fit`).
@@ -89,29 +58,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   grids = splits.MNIST_GRIDS if config.dataset == "mnist" else splits.NORB_AXES
   trainer.check_choice(config, "transform", sorted(grids))
   trainer.check_choice(config, "split", splits.SPLIT_NAMES)
-  trainer.check_choice(config, "model", MODELS)
   trainer.check_choice(config, "compute_dtype", ("float32", "bfloat16"))
-  trainer.check_choice(config, "latent_prior", LATENT_PRIORS)
-  trainer.check_choice(config, "decoders", DECODERS)
-  trainer.check_choice(config, "decoder_input", DECODER_INPUTS)
-  trainer.check_choice(config, "encoder_input", ENCODER_INPUTS)
-  trainer.check_choice(config, "context_merge", CONTEXT_MERGES)
-  trainer.check_choice(config, "activation", sorted(ACTIVATIONS))
-  if config.activation != "relu" and (config.model not in ("meta_vae", "vae") or config.dataset != "mnist"):
-    raise trainer.ConfigError(f"config.activation={config.activation!r} is not allowed with config.model="
-                              f"{config.model!r} on {config.dataset!r}; only the MLP MetaVAE and the VAE have it")
-  for field, default in (("decoder_input", "z_and_c"), ("encoder_input", "x_and_c"), ("context_merge", "sum")):
-    if config[field] != default and config.model in META_VAES:
-      raise trainer.ConfigError(f"config.{field}={config[field]!r} is not allowed with config.model={config.model!r}; "
-                                "only the NS and the VHEs have a context c")
-  if config.fixed_set_probe is not None:
-    trainer.check_choice(config, "fixed_set_probe", FIXED_SET_PROBES)
-    if config.model == "ns":
-      raise trainer.ConfigError(f"config.fixed_set_probe={config.fixed_set_probe!r} is not allowed with config.model="
-                                "'ns'; the NS encodes each chunk of queries with that chunk as its set")
-  if config.decoders == "shared" and config.model != "meta_vae":
-    raise trainer.ConfigError(f"config.decoders='shared' is not allowed with config.model={config.model!r}; "
-                              "only the MetaVAE has a decoder per distribution to share")
+  variants.check(config)  # the model and the ablation switches
+  for diagnostic in DIAGNOSTICS:
+    diagnostic.check(config)
   trainer.check_choice(config, "unseen_decoder", UNSEEN_DECODERS)
   if config.unseen_decoder != "nearest_summary" and not borrows_decoders(config):
     raise trainer.ConfigError(f"config.unseen_decoder={config.unseen_decoder!r} is not allowed with config.model="
@@ -121,18 +71,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          "context_dim", "num_pseudo_sets", "pseudo_set_size", "probe_tolerance",
                          "probe_max_iterations", "eval_batch_size", "num_refinements", "refinement_samples",
                          "summary_sets", "unseen_elbo_examples", "eval_refinements")
-  if config.model == "vae" and config.dataset != "mnist":
-    raise trainer.ConfigError(f"config.model='vae' is not allowed with config.dataset={config.dataset!r}; the VAE "
-                              "control is built for MNIST")
-  if config.model == "meta_vae_iterative":
-    if config.dataset != "mnist" or config.compute_dtype != "float32":
-      raise trainer.ConfigError(f"config.model='meta_vae_iterative' is not allowed with config.dataset="
-                                f"{config.dataset!r} and config.compute_dtype={config.compute_dtype!r}; it is "
-                                "built for MNIST in float32")
-    trainer.check_choice(config, "gradient_encoding", ("log_sign", "standardize"))
-    if config.eval_refinements < config.num_refinements:
-      raise trainer.ConfigError(f"config.eval_refinements={config.eval_refinements} is not allowed; expected at "
-                                f"least config.num_refinements={config.num_refinements}")
   if config.dataset == "mnist":
     trainer.check_positive(config, "decoder_wide")
     trainer.check_count(config, "data.num_train_examples", mnist.SIZES["train"])
@@ -148,46 +86,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                                 "widths of the 9 conv layers")
 
 
-def build_model(config: ml_collections.ConfigDict, examples_per_distribution: int | None = None):
-  """The MLP models on flat MNIST images, or, for Small NORB, the same models on the features of a conv trunk
-  with conv decoders (`meta_amortized.conv`). `examples_per_distribution` is the |X| of the VHE's default
-  context-KL weight 1/|X| (the full dataset's when None)."""
-  conv = config.dataset == "smallnorb"
-  if config.model == "meta_vae_iterative":
-    hidden = (config.hidden, config.hidden)
-    return IterativeMetaVAE(SummaryNetwork(tuple(config.summary_features)),
-                            IterativeEncoder(hidden, config.latent_dim), Decoder(hidden, 784),
-                            num_refinements=config.num_refinements, num_samples=config.refinement_samples,
-                            gradient_encoding=config.gradient_encoding)
-  if config.model in ("meta_vae", "vae"):
-    hidden, activation = (config.hidden, config.hidden), ACTIVATIONS[config.activation]
-    decoder = ConvDecoder(tuple(config.conv_features)) if conv else Decoder(hidden, 784, activation)
-    inference = (QueryOnlyInference(hidden, config.latent_dim, activation) if config.model == "vae"
-                 else MetaInferenceNetwork(tuple(config.summary_features), hidden, config.latent_dim, activation))
-    model = MetaVAE(inference, decoder, shared_decoder=shares_decoder(config))
-  else:
-    weight = config.context_kl_weight
-    if weight is None and config.model != "ns":
-      weight = 1.0 / (examples_per_distribution or _examples_per_distribution(config))
-    use_context = config.decoder_input == "z_and_c"
-    merge = config.context_merge
-    decoder = (ConvContextDecoder(config.hidden, tuple(config.conv_features), use_context, merge) if conv
-               else StatisticianDecoder(config.hidden, config.decoder_wide, 784, use_context, merge))
-    networks = dict(
-        context=ContextPosterior(config.hidden, config.context_dim, None if config.model != "ns" else jax.nn.elu),
-        latent_posterior=LatentPosterior(config.hidden, config.latent_dim, config.encoder_input == "x_and_c", merge),
-        latent_prior=(LatentPrior((config.hidden, config.hidden), config.latent_dim)
-                      if config.latent_prior == "learned" else None),
-        decoder=decoder)
-    if config.model == "ns":
-      model = NeuralStatistician(**networks)
-    else:
-      model = VariationalHomoencoder(
-          **networks, num_pseudo_sets=config.num_pseudo_sets if config.model == "vhe_vampprior" else 0,
-          pseudo_set_size=config.pseudo_set_size, context_kl_weight=weight)
-  return ConvModel(ConvEncoder(tuple(config.conv_features)), model) if conv else model
-
-
 def check_set_size(config: ml_collections.ConfigDict, meta: MetaSplit) -> None:
   """A set of config.set_size distinct images must fit in every distribution it is drawn from: the training
   distributions and, for Small NORB (whose sizes are known only once it is loaded), each unseen one's splits.
@@ -201,13 +99,6 @@ def check_set_size(config: ml_collections.ConfigDict, meta: MetaSplit) -> None:
   if small:
     raise trainer.ConfigError(f"config.set_size={config.set_size} is not allowed: these distributions have fewer "
                               f"images {small}")
-
-
-def _examples_per_distribution(config) -> int:
-  """|X| of the VHE's context-KL weight 1/|X|: the training images of one distribution."""
-  if config.dataset == "mnist":
-    return config.data.num_train_examples
-  return 2 * 24300 // splits.NORB_AXES[config.transform]  # both cameras, one value of the axis
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -426,12 +317,108 @@ def borrowed_decoder(model, params, images: jax.Array, index: int, num_decoders:
   return int(jnp.argmax(bounds))
 
 
+class UnseenValue(NamedTuple):
+  """One unseen distribution as the evaluation holds it: its index and key, its splits' (images, labels), the
+  decoder it borrows (None for models whose codes need none and that report no MetaELBO), its test codes."""
+
+  index: int
+  key: jax.Array
+  train: tuple[jax.Array, jax.Array]
+  test: tuple[jax.Array, jax.Array]
+  decoder_index: int | None
+  test_codes: jax.Array
+  num_classes: int
+
+
+class Diagnostic(NamedTuple):
+  """An optional evaluation beside the paper's probe: whether a config asks for it, what it measures on each
+  unseen value ({field: value}, appended to results.json's lists), and what it adds once over all values."""
+
+  applies: Callable[[ml_collections.ConfigDict], bool]
+  measure: Callable[..., dict]  # (model, state, value: UnseenValue, config, fit_probe) -> {field: value}
+  summarize: Callable[[dict, ml_collections.ConfigDict], dict]  # (the fields' lists, config) -> fields
+  check: Callable[[ml_collections.ConfigDict], None] = lambda config: None  # its own fields, by `validate`
+
+
+def _unseen_elbo(model, state, value: UnseenValue, config, fit_probe) -> dict:
+  """The MetaELBO of the first `unseen_elbo_examples` test images under the borrowed (or shared) decoder; for the
+  iterative MetaVAE also after each of `eval_refinements` refinements, past the T of training."""
+  del fit_probe
+  images = value.test[0]
+  score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value.key, 2), images,
+                            value.decoder_index, model=model, set_size=config.set_size,
+                            num_queries=min(config.unseen_elbo_examples, images.shape[0]))
+  if config.model != "meta_vae_iterative":
+    return {"unseen_elbo": float(jnp.mean(score()))}
+  curve = jnp.mean(score(num_steps=config.eval_refinements), axis=-1)
+  return {"unseen_elbo": float(curve[config.num_refinements]), "unseen_elbo_curve": curve}
+
+
+def _summarize_unseen_elbo(fields: dict, config) -> dict:
+  summary = {"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),
+             "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)}
+  if borrows_decoders(config):
+    summary["unseen_decoder"] = config.unseen_decoder
+  curves = fields.pop("unseen_elbo_curve", None)
+  if curves:
+    summary["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(curves), axis=0)]
+  return summary
+
+
+def _code_geometry(model, state, value: UnseenValue, config, fit_probe) -> dict:
+  """The test codes' class separation and participation ratio (`probe.code_geometry`)."""
+  del model, state, fit_probe
+  geometry = probe.code_geometry(value.test_codes, value.test[1], num_classes=value.num_classes)
+  return {"code_class_separation": float(geometry.class_separation),
+          "code_participation_ratio": float(geometry.participation_ratio)}
+
+
+def _fixed_set_probe(model, state, value: UnseenValue, config, fit_probe) -> dict:
+  """The probe again on codes whose queries all share one set, drawn once: no set noise."""
+  keys = [jax.random.split(jax.random.fold_in(value.key, 3 + j)) for j in range(2)]  # (set, code) per split
+  splits_ = (value.train, value.test)
+  sets = [_sets_for(set_key, images, 1, config.set_size)[0]
+          for (set_key, _), (images, _) in zip(keys, splits_, strict=True)]
+  if config.fixed_set_probe == "shared":
+    sets[1] = sets[0]
+  train_codes, test_codes = (embed(model, state.params, code_key, images, config=config, model_state=state.model_state,
+                                   decoder_index=value.decoder_index, one_set=one_set)
+                             for (_, code_key), (images, _), one_set in zip(keys, splits_, sets, strict=True))
+  fit = fit_probe(train_codes, value.train[1])
+  return {"fixed_set_test_accuracy": float(probe.probe_accuracy(fit, test_codes, value.test[1]))}
+
+
+def _check_fixed_set_probe(config) -> None:
+  if config.fixed_set_probe is None:
+    return
+  trainer.check_choice(config, "fixed_set_probe", FIXED_SET_PROBES)
+  if config.model == "ns":
+    raise trainer.ConfigError(f"config.fixed_set_probe={config.fixed_set_probe!r} is not allowed with config.model="
+                              "'ns'; the NS encodes each chunk of queries with that chunk as its set")
+
+
+def _summarize_fixed_set_probe(fields: dict, config) -> dict:
+  return {"fixed_set_probe": config.fixed_set_probe,
+          "mean_fixed_set_test_accuracy": float(np.mean(fields["fixed_set_test_accuracy"]))}
+
+
+# The optional evaluations, in the order their fields are written. Adding one touches neither `validate`'s main
+# part nor `evaluate`.
+DIAGNOSTICS = (
+    Diagnostic(lambda config: scores_unseen_elbo(config), _unseen_elbo, _summarize_unseen_elbo),
+    Diagnostic(lambda config: True, _code_geometry, lambda fields, config: {}),
+    Diagnostic(lambda config: config.fixed_set_probe is not None, _fixed_set_probe, _summarize_fixed_set_probe,
+               _check_fixed_set_probe),
+)
+
+
 def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.ConfigDict,
              train_summaries: jax.Array | None = None) -> dict:
-  """The evaluation fields of results.json: for every unseen value the probe's accuracy and convergence and the
-  test codes' geometry; for the MLP MetaVAEs also the MetaELBO under the decoder each unseen value borrows
-  (`borrowed_decoder`; `train_summaries`, from `training_summaries`, with config.unseen_decoder='nearest_summary')
-  or under the shared one. `meta.train` is not used (and may be None, to free it)."""
+  """The evaluation fields of results.json: for every unseen value the probe's test accuracy and convergence (the
+  paper's measure), and the fields of every `DIAGNOSTICS` entry that the config asks for. The MLP MetaVAEs with a
+  decoder per training distribution borrow one for each unseen value (`borrowed_decoder`; `train_summaries`, from
+  `training_summaries`, with config.unseen_decoder='nearest_summary'). `meta.train` is not used (and may be None,
+  to free it)."""
   if needs_training_summaries(config) != (train_summaries is not None):
     raise ValueError(f"config.model={config.model!r} on {config.dataset!r} with config.unseen_decoder="
                      f"{config.unseen_decoder!r} {'needs' if needs_training_summaries(config) else 'takes no'} "
@@ -439,7 +426,8 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   fit_probe = functools.partial(probe.fit_linear_probe, num_classes=meta.num_classes,
                                 tolerance=config.probe_tolerance, max_iterations=config.probe_max_iterations)
-  fields, elbo_curves = collections.defaultdict(list), []
+  diagnostics = [d for d in DIAGNOSTICS if d.applies(config)]
+  fields = collections.defaultdict(list)
   for i in range(len(meta.unseen_values)):
     value_key = jax.random.fold_in(eval_key, i)
     (train_images, train_labels), (test_images, test_labels) = meta.unseen(i)
@@ -448,63 +436,25 @@ def evaluate(model, state: TrainState, meta: MetaSplit, config: ml_collections.C
       decoder_index = borrowed_decoder(model, state.params, train_images, i, len(meta.train_values), config,
                                        train_summaries)
       fields["unseen_decoder_values"].append(meta.train_values[decoder_index])
-    if decoder_index is not None:
-      score = functools.partial(unseen_meta_elbo, state.params, jax.random.fold_in(value_key, 2), test_images,
-                                decoder_index, model=model, set_size=config.set_size,
-                                num_queries=min(config.unseen_elbo_examples, test_images.shape[0]))
-      if config.model == "meta_vae_iterative":  # refined past the T of training; step T is the MetaELBO
-        elbo_curves.append(jnp.mean(score(num_steps=config.eval_refinements), axis=-1))
-        fields["unseen_elbo"].append(float(elbo_curves[-1][config.num_refinements]))
-      else:
-        fields["unseen_elbo"].append(float(jnp.mean(score())))
     train_codes, test_codes = (embed(model, state.params, jax.random.fold_in(value_key, j), images, config=config,
                                      model_state=state.model_state, decoder_index=decoder_index)
                                for j, images in enumerate((train_images, test_images)))
     fit = fit_probe(train_codes, train_labels)
-    geometry = probe.code_geometry(test_codes, test_labels, num_classes=meta.num_classes)
     fields["test_accuracy"].append(float(probe.probe_accuracy(fit, test_codes, test_labels)))
     fields["probe_iterations"].append(int(fit.iterations))
     fields["probe_gradient_norms"].append(float(fit.gradient_norm))
-    fields["code_class_separation"].append(float(geometry.class_separation))
-    fields["code_participation_ratio"].append(float(geometry.participation_ratio))
-    if config.fixed_set_probe is not None:  # the same probe on codes whose queries share one set: no set noise
-      keys = [jax.random.split(jax.random.fold_in(value_key, 3 + j)) for j in range(2)]  # (set, code) per split
-      sets = [_sets_for(set_key, images, 1, config.set_size)[0]
-              for (set_key, _), images in zip(keys, (train_images, test_images), strict=True)]
-      if config.fixed_set_probe == "shared":
-        sets[1] = sets[0]
-      train_codes, test_codes = (embed(model, state.params, code_key, images, config=config,
-                                       model_state=state.model_state, decoder_index=decoder_index, one_set=one_set)
-                                 for (_, code_key), images, one_set in zip(keys, (train_images, test_images), sets,
-                                                                           strict=True))
-      fields["fixed_set_test_accuracy"].append(
-          float(probe.probe_accuracy(fit_probe(train_codes, train_labels), test_codes, test_labels)))
+    value = UnseenValue(i, value_key, (train_images, train_labels), (test_images, test_labels), decoder_index,
+                        test_codes, meta.num_classes)
+    for diagnostic in diagnostics:
+      for field, measured in diagnostic.measure(model, state, value, config, fit_probe).items():
+        fields[field].append(measured)
 
   accuracies = fields.pop("test_accuracy")
-  results = {"test_accuracy": accuracies, "mean_test_accuracy": float(np.mean(accuracies)), **fields}
-  if config.fixed_set_probe is not None:
-    results["fixed_set_probe"] = config.fixed_set_probe
-    results["mean_fixed_set_test_accuracy"] = float(np.mean(fields["fixed_set_test_accuracy"]))
-  if scores_unseen_elbo(config):
-    results.update({"mean_unseen_elbo": float(np.mean(fields["unseen_elbo"])),
-                    "unseen_elbo_examples": min(config.unseen_elbo_examples, config.data.num_test_examples)})
-  if borrows_decoders(config):
-    results["unseen_decoder"] = config.unseen_decoder
-  if elbo_curves:
-    results["unseen_elbo_by_step"] = [float(v) for v in jnp.mean(jnp.stack(elbo_curves), axis=0)]
-  return results
-
-
-def model_options(config: ml_collections.ConfigDict) -> dict:
-  """The options that change the model of `config.model` (the ablations), for results.json."""
-  if config.model == "meta_vae":
-    return {"decoders": config.decoders, "activation": config.activation}
-  if config.model == "vae":
-    return {"activation": config.activation}
-  if config.model in META_VAES:
-    return {}
-  return {"latent_prior": config.latent_prior, "decoder_input": config.decoder_input,
-          "encoder_input": config.encoder_input, "context_merge": config.context_merge}
+  results = {"test_accuracy": accuracies, "mean_test_accuracy": float(np.mean(accuracies))}
+  summaries = {}
+  for diagnostic in diagnostics:
+    summaries.update(diagnostic.summarize(fields, config))
+  return {**results, **fields, **summaries}
 
 
 @rundir.owns_workdir
@@ -518,7 +468,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   jax.block_until_ready(meta.train)
   data_seconds = time.monotonic() - started
   check_set_size(config, meta)
-  model = build_model(config, meta.train.shape[1])
+  model = variants.build_model(config, meta.train.shape[1])
   init = lambda key: model.init(key, len(meta.train_values), tuple(meta.train.shape[2:]))
   loss_fn = functools.partial(model.loss, batch_size=config.batch_size, set_size=config.set_size)
   train = meta.train
@@ -532,7 +482,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   train_summaries = (training_summaries(model, state.params, meta.train, config) if needs_training_summaries(config)
                      else None)
   meta = meta._replace(train=None)  # free the training distributions before the evaluation
-  results = {"model": config.model, "split": config.split, "transform": config.transform, **model_options(config),
+  results = {"model": config.model, "split": config.split, "transform": config.transform, **variants.options(config),
              "unseen_values": list(meta.unseen_values), **evaluate(model, state, meta, config, train_summaries),
              "training_values": list(meta.train_values), "train_steps": int(state.step)}
   # Beside the training windows' seconds that trainer.fit logs; apart from results.json, which stays reproducible.

@@ -27,7 +27,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from experiments import cli, invariance, rundir, trainer
+from experiments import cli, invariance, rundir, trainer, variants
 from experiments.data import mnist, splits, transforms
 from experiments.plotting import figure
 from meta_amortized.training import init_train_state
@@ -201,7 +201,7 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
     run.eval_batch_size = min(run.eval_batch_size, config.table1_images)
     checkpoints = trainer.checkpoint_directory(cell, config.table1_model)
     trainer.check_config_record(run, checkpoints, invariance.EVALUATION_FIELDS)  # before the model is built from run
-    model = invariance.build_model(run)
+    model = variants.build_model(run)
     num_train = len(splits.mnist_split(row, config.table1_split)[0])
     template = jax.eval_shape(
         lambda key: init_train_state(*model.init(key, num_train)[:1], optax.adam(run.learning_rate)),

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import invariance, trainer
+from experiments import invariance, trainer, variants
 from experiments.configs import mnist_rotate, mnist_scale, norb_lighting
 from tests.conftest import MNIST_MANUAL_DIR
 
@@ -83,7 +83,7 @@ def test_invariance_end_to_end(model, tmp_path, mnist_data_dir):
     (mnist_scale.get_config, {"context_merge": "concat"},
      r"config.context_merge='concat' is not allowed with config.model='meta_vae'"),
     (norb_lighting.get_config, {"model": "vae"}, r"config.model='vae' is not allowed with config.dataset='smallnorb'"),
-    (mnist_scale.get_config, {"activation": "tanh"}, r"config.activation='tanh' .* \['elu', 'relu'\]"),
+    (mnist_scale.get_config, {"activation": "tanh"}, r"config.activation='tanh' .* \['relu', 'elu'\]"),
     (mnist_scale.get_config, {"activation": "elu", "model": "vhe"},
      r"config.activation='elu' is not allowed with config.model='vhe'"),
     (norb_lighting.get_config, {"activation": "elu"}, r"config.activation='elu' is not allowed .* on 'smallnorb'"),
@@ -112,11 +112,11 @@ def test_the_input_options_build_baselines_whose_networks_ignore_c(get_config):
   config.model = "vhe"
   for decoder_input, encoder_input in (("z_and_c", "x_and_c"), ("z", "x_and_c"), ("z_and_c", "x")):
     config.decoder_input, config.encoder_input = decoder_input, encoder_input
-    model = invariance.build_model(config, examples_per_distribution=100)
+    model = variants.build_model(config, examples_per_distribution=100)
     model = model.model if config.dataset == "smallnorb" else model
     assert model.decoder.use_context is (decoder_input == "z_and_c")
     assert model.latent_posterior.use_context is (encoder_input == "x_and_c")
-    assert invariance.model_options(config) == {"latent_prior": "learned", "decoder_input": decoder_input,
+    assert variants.options(config) == {"latent_prior": "learned", "decoder_input": decoder_input,
                                                 "encoder_input": encoder_input, "context_merge": "sum"}
 
 
@@ -130,7 +130,7 @@ def test_the_input_options_build_baselines_whose_networks_ignore_c(get_config):
 def test_concatenated_context_gives_the_original_codes_baselines(model_name, merge, count):
   config = mnist_scale.get_config()
   config.model, config.context_merge = model_name, merge
-  model = invariance.build_model(config)
+  model = variants.build_model(config)
   shapes = jax.eval_shape(model.init, jax.random.key(0))
   assert sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes)) == count
 
@@ -142,8 +142,8 @@ def test_the_activation_option_gives_the_same_parameters_elu_in_place_of_relu(mo
   models = {}
   for activation in ("relu", "elu"):
     config.activation = activation
-    models[activation] = invariance.build_model(config, examples_per_distribution=100)
-    assert invariance.model_options(config)["activation"] == activation
+    models[activation] = variants.build_model(config, examples_per_distribution=100)
+    assert variants.options(config)["activation"] == activation
   params, _ = models["relu"].init(jax.random.key(0), 2)
   assert jax.tree.map(jnp.shape, models["elu"].init(jax.random.key(0), 2)[0]) == jax.tree.map(jnp.shape, params)
   queries = jax.random.uniform(jax.random.key(1), (3, 784))
@@ -469,3 +469,26 @@ def test_a_set_larger_than_a_distribution_is_refused_before_training(tmp_path, n
                                                 r"images \{'unseen 0 test': 4"):
     invariance.run(config, tmp_path / "norb")
   assert not (tmp_path / "norb" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("get_config", [mnist_scale.get_config, norb_lighting.get_config], ids=["mnist", "norb"])
+def test_every_registered_switch_defaults_to_the_papers_choice_and_only_its_models_take_it(get_config):
+  config = get_config("quick")
+  for switch in variants.SWITCHES:
+    assert config[switch.field] == switch.default, switch.field
+  for name, model in variants.MODELS.items():
+    if config.dataset not in model.datasets:
+      continue
+    config.model = name
+    assert set(variants.options(config)) == {s.field for s in variants.SWITCHES if name in s.models}
+    for switch in variants.SWITCHES:
+      for value in switch.choices[1:]:
+        changed = config.copy_and_resolve_references()
+        changed[switch.field] = value
+        if name in switch.models and config.dataset in switch.datasets:
+          variants.check(changed)
+          assert variants.options(changed)[switch.field] == value
+        else:
+          with pytest.raises(trainer.ConfigError, match=rf"config.{switch.field}={value!r} is not allowed with "
+                                                        rf"config.model={name!r} on {config.dataset!r}"):
+            variants.check(changed)
