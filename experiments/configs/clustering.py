@@ -1,4 +1,12 @@
-"""Clustering mixtures of two Gaussians (Wu et al., demo 1; docs/design.md section 6)."""
+"""Clustering mixtures of two Gaussians (Wu et al., demo 1; docs/design.md section 6).
+
+    python -m experiments.clustering --config experiments/configs/clustering.py --workdir workdirs/clustering
+
+Budget: 3000 Adam steps for each MetaVAE (N = 10, 20, 50 and the training-mixture sweep) and `vae_num_steps` for the
+VAE; 1000 unseen test mixtures. The quick config (`:quick`) runs end to end in about 9 s on the project's 2-core CPU
+machine (`python -m experiments.quick_results`); it checks the pipeline, not the numbers. The paper's errors
+(VAE 27.9 %, MetaVAE 21.2 / 15.8 / 9.9 % for N = 10 / 20 / 50) are in results.json's `paper` field.
+"""
 
 import ml_collections
 

@@ -1,4 +1,13 @@
-"""Standard against iterative amortized inference on binarised MNIST (Marino et al.; docs/design.md section 7)."""
+"""Standard against iterative amortized inference on binarised MNIST (Marino et al.; docs/design.md section 7).
+
+    python -m experiments.iterative_mnist --config experiments/configs/iterative_mnist.py \
+        --config.data.manual_dir=../shared/data/mnist --workdir workdirs/iterative_mnist
+
+Budget: 20,000 steps of batch 64 for each of the four models (the same for all); the test -log p(x) from 5000
+importance samples on the 10,000 test images. The quick config (`:quick`) runs end to end in about 31 s on the
+project's 2-core CPU machine (`python -m experiments.quick_results`); it checks the pipeline, not the numbers.
+The paper (single level, its own budget): 84.14 nats standard, 83.84 iterative.
+"""
 
 import ml_collections
 

@@ -1,4 +1,16 @@
-"""Transformation invariance on MNIST (Wu et al., Table 2 and Figure 7; docs/design.md sections 1-5)."""
+"""Transformation invariance on MNIST (Wu et al., Table 2 and Figure 7; docs/design.md sections 1-5).
+
+    python -m experiments.mnist_rotate --config experiments/configs/mnist_rotate.py \
+        --config.data.manual_dir=../shared/data/mnist --config.model=meta_vae --config.split=sparse \
+        --workdir workdirs/rotate_sparse_meta_vae
+
+(and `mnist_scale`, `mnist_shear`; `--config.model` one of `experiments.variants.MODELS`). Budget: the original's
+60,000 steps of batch 100 (100 epochs of 600), then the linear probe on every unseen value's 60,000 training and
+10,000 test codes; `--config.num_steps=3000` is the budget of the reproduction's Table 2. The quick config
+(`:quick`) runs end to end in 2-7 s per model on the project's 2-core CPU machine (`python -m
+experiments.quick_results`); it checks the pipeline, not the numbers. The paper's Table 2 (MetaVAE / VHE + VampPrior
+/ VHE): rotation 0.885 / 0.830 / 0.793, scale 0.893 / 0.767 / 0.463, shear 0.844 / 0.679 / 0.602.
+"""
 
 import ml_collections
 

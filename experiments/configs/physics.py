@@ -1,4 +1,13 @@
-"""Compiled inference for inclined planes (Wu et al., demo 2; docs/design.md section 6)."""
+"""Compiled inference for inclined planes (Wu et al., demo 2; docs/design.md section 6).
+
+    python -m experiments.physics --config experiments/configs/physics.py --workdir workdirs/physics
+
+Budget: 4000 Adam steps for the MetaVAE over the 25 training planes and for the VAE of one plane; the MSE of the
+inferred friction on the 304-plane test grid. The quick config (`:quick`) runs end to end in about 4 s on the
+project's 2-core CPU machine (`python -m experiments.quick_results`); it checks the pipeline, not the numbers. The
+paper: MSE below 0.001 for angles in [20, 70] and lengths in [2, 20]; results.json also holds the Bayes-optimal
+posterior mean's MSE over the same region, the floor to compare with.
+"""
 
 import ml_collections
 
