@@ -405,7 +405,7 @@ def _summarize_fixed_set_probe(fields: dict, config) -> dict:
 # The optional evaluations, in the order their fields are written. Adding one touches neither `validate`'s main
 # part nor `evaluate`.
 DIAGNOSTICS = (
-    Diagnostic(lambda config: scores_unseen_elbo(config), _unseen_elbo, _summarize_unseen_elbo),
+    Diagnostic(scores_unseen_elbo, _unseen_elbo, _summarize_unseen_elbo),
     Diagnostic(lambda config: True, _code_geometry, lambda fields, config: {}),
     Diagnostic(lambda config: config.fixed_set_probe is not None, _fixed_set_probe, _summarize_fixed_set_probe,
                _check_fixed_set_probe),

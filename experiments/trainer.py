@@ -64,6 +64,11 @@ def check_count(config: ml_collections.ConfigDict, field: str, limit: int) -> No
     raise ConfigError(f"config.{field}={value!r} is not allowed; expected an integer in [1, {limit}]")
 
 
+# Fields that only set the optimiser: `resume_overrides` may name them to resume a run with new values (after a
+# NaN, say), deliberately; no other trained field can change under a checkpoint.
+OPTIMIZER_FIELDS = ("learning_rate", "decoder_learning_rate")
+
+
 def check_training(config: ml_collections.ConfigDict) -> None:
   """Validates the fields every `fit` call reads."""
   check_positive(config, "num_steps", "learning_rate", "log_every")
@@ -75,11 +80,6 @@ def check_training(config: ml_collections.ConfigDict) -> None:
   if wrong:
     raise ConfigError(f"config.resume_overrides={overrides!r} is not allowed: {wrong} are not optimiser fields of "
                       f"this config; expected some of {[f for f in OPTIMIZER_FIELDS if f in config]}")
-
-
-# Fields that only set the optimiser: `resume_overrides` may name them to resume a run with new values (after a
-# NaN, say), deliberately; no other trained field can change under a checkpoint.
-OPTIMIZER_FIELDS = ("learning_rate", "decoder_learning_rate")
 
 
 # Fields that say how long and how a run is carried out, not what it trains: a run may resume with others.
