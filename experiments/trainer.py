@@ -121,6 +121,13 @@ def config_record(directory: pathlib.Path) -> pathlib.Path:
 RESUMED_KEY = "resumed_with_overrides"  # in a config record: the optimiser values each deliberate resume set
 
 
+def _changed_fields(recorded: dict[str, Any], given: dict[str, Any], may_differ: Sequence[str],
+                    label: str) -> list[str]:
+  """'config.<field>=<given> (<label> <recorded>)' for every field both hold with other values, but `may_differ`."""
+  return [f"config.{k}={given[k]!r} ({label} {recorded[k]!r})" for k in sorted(recorded.keys() & given.keys())
+          if recorded[k] != given[k] and k not in may_differ]
+
+
 def check_config_record(config: ml_collections.ConfigDict, directory: pathlib.Path,
                         evaluation_fields: Sequence[str] = ()) -> None:
   """Raises ConfigError naming every trained field of `config` that differs from the record of the run whose
@@ -133,10 +140,8 @@ def check_config_record(config: ml_collections.ConfigDict, directory: pathlib.Pa
     recorded = {k: v for k, v in json.loads(path.read_text()).items() if k != RESUMED_KEY}
   except json.JSONDecodeError as error:
     raise ConfigError(f"the config record {path} cannot be read ({error}); delete it to resume unchecked") from error
-  given = trained_fields(config, evaluation_fields)
-  overrides = set(config.get("resume_overrides", ()))
-  changed = [f"config.{k}={given[k]!r} (trained with {recorded[k]!r})"
-             for k in sorted(recorded.keys() & given.keys()) if recorded[k] != given[k] and k not in overrides]
+  changed = _changed_fields(recorded, trained_fields(config, evaluation_fields),
+                            config.get("resume_overrides", ()), "trained with")
   if changed:
     raise ConfigError(f"the checkpoints in {directory} were trained with another config: " + "; ".join(changed)
                       + ". Give the recorded values, or a fresh workdir to train with these (optimiser fields can "
@@ -206,9 +211,7 @@ def _check_identity(saved: dict, expected: dict, may_differ: Sequence[str], wher
   if saved.get("run") != expected["run"]:
     raise ConfigError(f"the checkpoint at {where} belongs to run {saved.get('run')!r}, not to {expected['run']!r}: "
                       "it was copied or moved from another run; put it back, or delete it to train this run afresh")
-  recorded, given = saved.get("config", {}), expected["config"]
-  changed = [f"config.{k}={given[k]!r} (checkpoint: {recorded[k]!r})" for k in sorted(recorded.keys() & given.keys())
-             if recorded[k] != given[k] and k not in may_differ]
+  changed = _changed_fields(saved.get("config", {}), expected["config"], may_differ, "checkpoint:")
   if changed:
     raise ConfigError(f"the checkpoint at {where} was trained with another config: " + "; ".join(changed))
 
@@ -399,13 +402,10 @@ def _stop(manager, state, identity, directory, window, signal_number, run) -> No
   if jax.process_index() == 0:
     metrics = [{k: (float(v), str(np.asarray(v).dtype)) for k, v in m.items()} for m in jax.device_get(window)]
     atomic_write_text(window_file(directory), json.dumps({"step": step, "metrics": metrics}) + "\n")
-  if manager.latest_step() == step:  # the step's regular save
-    saved = f"a checkpoint of step {step} is saved in {directory}"
-  elif bool(_finite(state.params)):
+  if manager.latest_step() != step and bool(_finite(state.params)):  # unless the step's regular save made it
     _save(manager, state, identity)
-    saved = f"a checkpoint of step {step} is saved in {directory}"
-  else:
-    saved = f"its parameters are not finite, so the last good checkpoint (step {manager.latest_step()}) is kept"
+  saved = (f"a checkpoint of step {step} is saved in {directory}" if manager.latest_step() == step else
+           f"its parameters are not finite, so the last good checkpoint (step {manager.latest_step()}) is kept")
   name = signal.Signals(signal_number).name
   raise RunInterrupted(f"{run}: stopped by {name} after step {step}; {saved}. Run the same command again to resume.",
                        signal_number)

@@ -35,6 +35,7 @@ from meta_amortized.objectives import _check_count, _check_meta_batch, _nan_wher
 __all__ = [
     "LOG_VARIANCE_BOUND",
     "EncoderFn",
+    "GRADIENT_ENCODINGS",
     "GradientEncoding",
     "IterativeResult",
     "Update",
@@ -48,6 +49,12 @@ __all__ = [
 
 LOG_VARIANCE_BOUND = 15.0
 GradientEncoding = Literal["log_sign", "standardize", "none"]
+GRADIENT_ENCODINGS = ("log_sign", "standardize", "none")
+
+
+def _check_encoding(method: str) -> None:
+  if method not in GRADIENT_ENCODINGS:
+    raise ValueError(f"unknown gradient encoding {method!r}; expected 'log_sign', 'standardize' or 'none'")
 
 
 class Update(NamedTuple):
@@ -96,15 +103,14 @@ def encode_gradients(gradients: jax.Array, *, method: GradientEncoding = "log_si
     >>> encode_gradients(jnp.array([[-2.0, 0.5]])).shape               # [log |g|, sign g]
     (1, 4)
   """
+  _check_encoding(method)
   if method == "log_sign":
     return jnp.concatenate([jnp.log(jnp.abs(gradients) + 1e-5), jnp.sign(gradients)], axis=-1)
   if method == "standardize":
     mean = jnp.mean(gradients, axis=-1, keepdims=True)
     std = jnp.std(gradients, axis=-1, keepdims=True)
     return (gradients - mean) / (std + 1e-5)
-  if method == "none":
-    return gradients
-  raise ValueError(f"unknown gradient encoding {method!r}; expected 'log_sign', 'standardize' or 'none'")
+  return gradients  # "none"
 
 
 def gated_update(old: DiagonalGaussian, update: Update, *, stop_gradient: bool = True) -> DiagonalGaussian:
@@ -197,7 +203,7 @@ def iterative_inference(
     raise ValueError(f"unknown signal {signal!r}; expected 'gradient' or 'error'")
   if signal == "error" and observation_mean_fn is None:
     raise ValueError("signal='error' needs observation_mean_fn (z -> E[x | z])")
-  encode_gradients(jnp.zeros((1, 1)), method=gradient_encoding)  # an unknown encoding fails here, by name
+  _check_encoding(gradient_encoding)
   if prior is None:
     zeros = jnp.zeros(x.shape[:-1] + (latent_dim,), x.dtype)
     prior = DiagonalGaussian(zeros, zeros)
