@@ -8,16 +8,22 @@
   sees the old file or the new one, never a torn one.
 - `MetricsLog` appends one JSON line per logged step; cutting it back (on resume) rewrites it atomically, and a
   torn last line (a kill in the middle of an append) is dropped with a warning that names the file.
+- Each time a run takes its workdir, `workdir/provenance.jsonl` gains a line saying what ran there: the config, the
+  git commit of the code (and whether it had uncommitted changes), the machine and the JAX devices
+  (`provenance`). `python -m experiments.report record` copies it beside the results.
 """
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import functools
 import json
 import os
 import pathlib
+import platform
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 LOCK_NAME = ".lock"
+PROVENANCE_NAME = "provenance.jsonl"
 
 
 class WorkdirBusy(RuntimeError):
@@ -82,6 +89,41 @@ class WorkdirLock:
       self._file = None
 
 
+def _git(*args: str) -> str | None:
+  try:
+    done = subprocess.run(["git", *args], cwd=pathlib.Path(__file__).parent, capture_output=True, text=True,
+                          timeout=10, check=True)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return done.stdout.strip()
+
+
+def machine() -> str:
+  """The CPU model and core count, e.g. 'AMD EPYC ..., 2 cores'."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+  except OSError:
+    pass
+  return f"{model}, {os.cpu_count()} cores"
+
+
+def provenance() -> dict[str, Any]:
+  """What a result came from: the time, the code's git commit (None outside a clone) and whether tracked files
+  had uncommitted changes, the package version, the machine, and the JAX version and devices."""
+  import jax
+
+  from meta_amortized import __version__
+
+  status = _git("status", "--porcelain", "--untracked-files=no")
+  devices = jax.devices()
+  return {"started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+          "commit": _git("rev-parse", "HEAD"), "uncommitted_changes": None if status is None else bool(status),
+          "version": __version__, "machine": machine(), "jax": jax.__version__,
+          "devices": f"{len(devices)} x {devices[0].device_kind}"}
+
+
 def owns_workdir(run: Callable[..., Any]) -> Callable[..., Any]:
   """Decorates an experiment's `run(config, workdir)` so that it holds the workdir's lock while it runs. Only
   process 0 of a multi-host run takes it (every process runs the same command on its own host)."""
@@ -93,6 +135,8 @@ def owns_workdir(run: Callable[..., Any]) -> Callable[..., Any]:
     if jax.process_index() != 0:
       return run(config, workdir, *args, **kwargs)
     with WorkdirLock(workdir):
+      with (pathlib.Path(workdir) / PROVENANCE_NAME).open("a") as f:
+        f.write(json.dumps({**provenance(), "config": config.to_dict()}) + "\n")
       return run(config, workdir, *args, **kwargs)
 
   return locked
