@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments import cli, rundir, trainer
+from experiments import cli, paper, rundir, trainer
 from experiments.plotting import figure
 from meta_amortized import objectives
 from meta_amortized.distributions import Categorical, DiagonalGaussian
@@ -29,14 +29,18 @@ from meta_amortized.networks import MLP, SummaryNetwork
 from meta_amortized.sampling import sample_without_replacement
 
 # Read only by the evaluation (or, for vae_num_steps, as another run's num_steps): see `trainer.fit`.
-EVALUATION_FIELDS = ("num_test_mixtures", "test_queries", "vae_num_steps")
+EVALUATION_FIELDS = ("num_test_mixtures", "test_queries", "vae_num_steps", "bayes_chains", "bayes_steps",
+                     "bayes_burn_in")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   trainer.check_training(config)
   trainer.check_positive(config, "data_dim", "component_variance", "mean_range", "num_train_mixtures", "set_sizes",
                          "num_distributions_per_step", "batch_size", "hidden", "vae_num_steps", "decoder_learning_rate",
-                         "num_test_mixtures", "test_queries")
+                         "num_test_mixtures", "test_queries", "bayes_chains", "bayes_steps")
+  if not isinstance(config.bayes_burn_in, int) or not 0 <= config.bayes_burn_in < config.bayes_steps:
+    raise trainer.ConfigError(f"config.bayes_burn_in={config.bayes_burn_in!r} is not allowed; expected an integer in "
+                              f"[0, config.bayes_steps={config.bayes_steps})")
   if any(not isinstance(m, int) or not 0 < m <= config.num_train_mixtures for m in config.train_mixture_counts):
     raise trainer.ConfigError(
         f"config.train_mixture_counts={config.train_mixture_counts!r} is not allowed; expected integers in "
@@ -111,7 +115,13 @@ def meta_loss(params, state, key, train_means, *, model, config, set_size):
     points, _ = sample_points(dist_key, means, (config.batch_size + set_size,), config.component_variance)
     queries, sets = points[:config.batch_size], points[config.batch_size:]
     posterior = model.apply(params["inference"], sets, queries)
-    return objectives.enumerated_elbo(posterior, component_log_likelihoods(decoder, queries))
+    log_likelihoods = component_log_likelihoods(decoder, queries)
+    elbo = objectives.enumerated_elbo(posterior, log_likelihoods)
+    if not config.match_decoder_labels:
+      return elbo
+    # The decoder's component order is one of its parameters, fitted exactly: both orders scored, the better kept.
+    swapped = objectives.enumerated_elbo(posterior, log_likelihoods[:, ::-1])
+    return jnp.where(jnp.mean(elbo) >= jnp.mean(swapped), elbo, swapped)
 
   decoders = jax.tree.map(lambda p: p[chosen], params["decoders"])
   keys = jax.random.split(data_key, chosen.shape[0])
@@ -132,18 +142,70 @@ def permutation_free_error(predictions: jax.Array, labels: jax.Array) -> jax.Arr
   return jnp.minimum(wrong, 1.0 - wrong)
 
 
-def evaluate(predict, test_means, key, config, set_size):
+def evaluate(predict, test_means, key, config, set_size, batch_size=None):
   """Clustering error of each test mixture: its test queries clustered with one set D of N points of it.
 
-  predict(set (N, d), queries (Q, d)) -> labels (Q,).
+  predict(set (N, d), queries (Q, d), key) -> labels (Q,); the key is the mixture's own, for a classifier that
+  samples. All mixtures at once, or batch_size at a time.
   """
   def one(mixture_key, means):
     points, labels = sample_points(mixture_key, means, (config.test_queries + set_size,), config.component_variance)
-    predictions = predict(points[config.test_queries:], points[:config.test_queries])
+    queries, sets = points[:config.test_queries], points[config.test_queries:]
+    predictions = predict(sets, queries, jax.random.fold_in(mixture_key, 1))
     return permutation_free_error(predictions, labels[:config.test_queries])
 
   keys = jax.random.split(key, test_means.shape[0])
-  return jax.jit(jax.vmap(one))(keys, test_means)
+  if batch_size is None:
+    return jax.jit(jax.vmap(one))(keys, test_means)
+  return jax.jit(lambda k, m: jax.lax.map(lambda a: one(*a), (k, m), batch_size=batch_size))(keys, test_means)
+
+
+def known_means_error(test_means: jax.Array, config: ml_collections.ConfigDict) -> float:
+  """The error of the Bayes classifier that knows both means, Phi(-|m1 - m0| / (2 sigma)), averaged over the test
+  mixtures: the floor of any clustering of them."""
+  distance = jnp.linalg.norm(test_means[:, 1] - test_means[:, 0], axis=-1)
+  return float(jnp.mean(jax.scipy.stats.norm.cdf(-distance / (2 * jnp.sqrt(config.component_variance)))))
+
+
+def posterior_means(key: jax.Array, sets: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  """Draws of the two means given the set D alone (N, d), under the known prior: (bayes_chains * (bayes_steps -
+  bayes_burn_in), 2, d).
+
+  Gibbs sampling, exact in each step: the components of D's points given the means, then each mean given its
+  points, a Gaussian truncated to the prior's box (uniform on the box when no point is assigned to it). Each
+  draw's components are ordered along the principal axis of D, so that label 0 means one side of D throughout.
+  """
+  variance, bound = config.component_variance, config.mean_range
+  init_key, chain_key = jax.random.split(key)
+  start = sets[jax.random.randint(init_key, (config.bayes_chains, 2), 0, sets.shape[0])]  # two points of D a chain
+
+  def step(means, step_key):
+    assign_key, normal_key, uniform_key = jax.random.split(step_key, 3)
+    squared = jnp.sum((sets[None, :, None] - means[:, None]) ** 2, -1)  # (chains, N, 2)
+    second = jax.random.bernoulli(assign_key, jax.nn.sigmoid((squared[..., 0] - squared[..., 1]) / (2 * variance)))
+    weights = jnp.stack([1.0 - second, second], -1)  # (chains, N, 2)
+    counts = jnp.sum(weights, 1)[..., None]  # (chains, 2, 1)
+    centre = jnp.einsum("cnk,nd->ckd", weights, sets) / jnp.maximum(counts, 1.0)
+    scale = jnp.sqrt(variance / jnp.maximum(counts, 1.0))
+    standard = jax.random.truncated_normal(normal_key, (-bound - centre) / scale, (bound - centre) / scale)
+    uniform = jax.random.uniform(uniform_key, centre.shape, minval=-bound, maxval=bound)
+    means = jnp.where(counts > 0, centre + scale * standard, uniform)
+    return means, means
+
+  _, draws = jax.lax.scan(step, start, jax.random.split(chain_key, config.bayes_steps))
+  draws = draws[config.bayes_burn_in:].reshape(-1, 2, sets.shape[-1])
+  centred = sets - jnp.mean(sets, 0)
+  axis = jnp.linalg.eigh(centred.T @ centred)[1][:, -1]
+  flip = (draws[:, 1] - draws[:, 0]) @ axis < 0
+  return jnp.where(flip[:, None, None], draws[:, ::-1], draws)
+
+
+def bayes_predict(sets: jax.Array, queries: jax.Array, key: jax.Array, config: ml_collections.ConfigDict):
+  """The Bayes classifier that sees D: each query to the component under which its predictive density given D,
+  the mean over `posterior_means` of N(x; m_k, sigma^2 I), is larger."""
+  draws = posterior_means(key, sets, config)  # (S, 2, d)
+  squared = jnp.sum((queries[:, None, None] - draws[None]) ** 2, -1)  # (Q, S, 2)
+  return jnp.argmax(jax.nn.logsumexp(-squared / (2 * config.component_variance), axis=1), -1)
 
 
 @rundir.owns_workdir
@@ -163,7 +225,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
                          "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, 1, config))}, {}),
       loss_fn=functools.partial(vae_loss, model=vae, config=config), batch=(train_means[0],),
       optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS, num_steps_field="vae_num_steps")
-  vae_predict = lambda sets, queries: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
+  vae_predict = lambda sets, queries, key: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
   errors["vae"] = float(jnp.mean(evaluate(vae_predict, test_means, eval_key, config, 1)))
 
   model = MetaClusterer(config.hidden)
@@ -176,18 +238,23 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
             "decoders": init_decoders(jax.random.fold_in(key, 1), num_mixtures, config)}, {}),
         loss_fn=functools.partial(meta_loss, model=model, config=config, set_size=set_size),
         batch=(train_means[:num_mixtures],), optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
-    predict = lambda sets, queries: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)
+    predict = lambda sets, queries, key: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)
     return state, float(jnp.mean(evaluate(predict, test_means, eval_key, config, set_size)))
 
   for set_size in config.set_sizes:
     state, errors[f"meta_vae_N{set_size}"] = meta_vae(f"meta_vae_N{set_size}", set_size, config.num_train_mixtures)
   by_mixtures = {str(m): meta_vae(f"meta_vae_M{m}", max(config.set_sizes), m)[1] for m in config.train_mixture_counts}
 
-  results = {"clustering_error": errors, "set_sizes": list(config.set_sizes),
+  bayes = functools.partial(bayes_predict, config=config)
+  bayes_error = {"known_means": known_means_error(test_means, config),
+                 "set_conditional": {f"N{n}": float(jnp.mean(evaluate(bayes, test_means, eval_key, config, n,
+                                                                      batch_size=50)))
+                                     for n in config.set_sizes}}
+  results = {"clustering_error": errors, "bayes_error": bayes_error, "set_sizes": list(config.set_sizes),
              "clustering_error_by_num_train_mixtures": by_mixtures,
              "set_size_of_mixture_sweep": max(config.set_sizes), "num_train_mixtures": config.num_train_mixtures,
              "num_test_mixtures": config.num_test_mixtures,
-             "paper": {"vae": 0.279, "meta_vae_N10": 0.212, "meta_vae_N20": 0.158, "meta_vae_N50": 0.099}}
+             "paper": paper.CLUSTERING}
   trainer.write_results(workdir, results)
   plot(workdir, config, errors, by_mixtures, test_means, state.params, model, eval_key)
   return results
@@ -198,8 +265,8 @@ def plot(workdir, config, errors, by_mixtures, test_means, params, model, key):
   with figure(workdir / "clustering_error.png", figsize=(4.5, 3.2)) as (fig, ax):
     ax.plot(sizes, [100 * errors[f"meta_vae_N{n}"] for n in sizes], "o-", label="MetaVAE (ours)")
     ax.axhline(100 * errors["vae"], color="gray", ls="--", label="VAE, one mixture (ours)")
-    paper = {10: 21.2, 20: 15.8, 50: 9.9}
-    ax.plot([n for n in sizes if n in paper], [paper[n] for n in sizes if n in paper], "s:", color="C1",
+    reported = [n for n in sizes if f"meta_vae_N{n}" in paper.CLUSTERING]
+    ax.plot(reported, [100 * paper.CLUSTERING[f"meta_vae_N{n}"] for n in reported], "s:", color="C1",
             label="MetaVAE (paper)")
     if by_mixtures:
       counts = sorted(int(m) for m in by_mixtures)

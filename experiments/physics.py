@@ -184,6 +184,13 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
       if np.any(region & (grids["bayes_optimal"] < 1e-3)) else None,
       "region": {"angles": list(config.region_angles), "lengths": list(config.region_lengths)},
   }
+  # The region reaches past the training planes (lengths up to 20 and angles up to 70 against at most 10 and 60):
+  # the same means inside and outside their span tell interpolation from extrapolation.
+  within = np.outer((lengths_test >= min(config.train_lengths)) & (lengths_test <= max(config.train_lengths)),
+                    (angles_test >= min(config.train_angles)) & (angles_test <= max(config.train_angles)))
+  for part, cells in (("within_training_span", region & within), ("beyond_training_span", region & ~within)):
+    results[f"region_{part}"] = {name: float(grid[cells].mean()) if cells.any() else None
+                                 for name, grid in grids.items()}
   trainer.write_results(workdir, results)
   plot(workdir, grids, lengths_test, angles_test)
   return results

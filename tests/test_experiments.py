@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -111,6 +112,71 @@ def test_bayes_optimal_mse_is_small_where_time_is_informative_and_large_where_bo
   # mu > tan 20 = 0.36 (64 %) never slide, and E[mu | stuck] leaves a variance of 0.64^2 / 12.
   assert mse(45.0) < 1e-3
   np.testing.assert_allclose(mse(20.0), 0.64 * 0.64**2 / 12, rtol=0.25)
+
+
+def test_the_set_conditional_bayes_classifier_matches_exact_quadrature_in_one_dimension():
+  # In 1-D the posterior of the two means given D is a 2-D integral: on a fine grid (label 0 the left mean, as
+  # the Gibbs draws order them along D's axis) it is exact up to the grid, and the Gibbs classifier must agree.
+  config = clustering_config.get_config()
+  config.data_dim = 1  # and the experiment's Gibbs settings
+  grid = jnp.linspace(-config.mean_range, config.mean_range, 501)
+  low, high = jnp.meshgrid(grid, grid, indexing="ij")
+  ordered = low < high
+
+  def log_normal(x, m):  # (..., 1) points against grid means
+    return -(x - m) ** 2 / (2 * config.component_variance)
+
+  def exact(sets, queries, key):
+    log_weights = jnp.sum(jnp.logaddexp(log_normal(sets[:, 0, None, None], low), log_normal(sets[:, 0, None, None],
+                                                                                            high)), 0)
+    log_weights = jnp.where(ordered, log_weights, -jnp.inf)
+    score = lambda m: jax.nn.logsumexp(log_weights + log_normal(queries[:, 0, None, None], m), axis=(1, 2))
+    return (score(high) > score(low)).astype(jnp.int32), score(high) - score(low)
+
+  num, queries_per = 30, 40
+  means = clustering.sample_mixture_means(jax.random.key(3), num, config)
+  for set_size in (3, 10):
+    points = jax.vmap(lambda k, m: clustering.sample_points(k, m, (queries_per + set_size,),
+                                                            config.component_variance)[0])(
+        jax.random.split(jax.random.key(set_size), num), means)
+    data = (points[:, queries_per:], points[:, :queries_per], jax.random.split(jax.random.key(5), num))
+    gibbs = jax.jit(jax.vmap(lambda s, q, k: clustering.bayes_predict(s, q, k, config)))(*data)
+    quadrature, margin = jax.jit(lambda d: jax.lax.map(lambda a: exact(*a), d))(data)
+    labels = jax.vmap(lambda k, m: clustering.sample_points(k, m, (queries_per + set_size,),
+                                                            config.component_variance)[1])(
+        jax.random.split(jax.random.key(set_size), num), means)[:, :queries_per]
+    error = lambda predictions: float(jnp.mean(jax.vmap(clustering.permutation_free_error)(predictions, labels)))
+    # They differ only at near ties (log predictive ratios within 0.2; Monte Carlo noise of the draws).
+    assert float(jnp.max(jnp.where(gibbs != quadrature, jnp.abs(margin), 0.0))) < 0.2, set_size
+    assert error(gibbs) == pytest.approx(error(quadrature), abs=0.01), set_size  # a near tie: 1/1200 each
+
+
+def test_the_known_means_floor_is_the_error_of_the_known_means_classifier():
+  config = clustering_config.get_config()
+  means = clustering.sample_mixture_means(jax.random.key(0), 2000, config)
+  points, labels = jax.vmap(lambda k, m: clustering.sample_points(k, m, (400,), config.component_variance))(
+      jax.random.split(jax.random.key(1), 2000), means)
+  nearer_second = (jnp.sum((points - means[:, None, 1]) ** 2, -1) < jnp.sum((points - means[:, None, 0]) ** 2, -1))
+  empirical = float(jnp.mean(nearer_second != labels.astype(bool)))
+  assert clustering.known_means_error(means, config) == pytest.approx(empirical, rel=0.05)
+
+
+def test_matching_decoder_labels_scores_a_swapped_decoder_as_the_matching_one():
+  config = clustering_config.get_config("quick")
+  model = clustering.MetaClusterer(config.hidden)
+  means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
+  params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
+            "decoders": {"means": means, "log_variance": jnp.zeros((4,))}}
+  swapped = {**params, "decoders": {**params["decoders"], "means": means[:, ::-1]}}
+
+  def loss(p, match):
+    run = ml_collections.ConfigDict(dict(config, match_decoder_labels=match, num_distributions_per_step=4))
+    return clustering.meta_loss(p, {}, jax.random.key(2), means, model=model, config=run, set_size=10)[0]
+
+  # Matched, the order of each decoder's means cannot matter; fixed, it does.
+  assert float(loss(params, True)) == pytest.approx(float(loss(swapped, True)), rel=1e-6)
+  assert float(loss(params, False)) != pytest.approx(float(loss(swapped, False)), rel=1e-3)
+  assert float(loss(params, True)) <= min(float(loss(params, False)), float(loss(swapped, False))) + 1e-5
 
 
 def test_clustering_error_ignores_label_swaps():

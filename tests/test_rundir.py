@@ -148,3 +148,21 @@ def test_results_are_written_atomically(tmp_path):
   assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1.0}
   assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
+
+
+def test_each_run_on_a_workdir_appends_its_provenance(tmp_path):
+  @rundir.owns_workdir
+  def run(config, workdir):
+    return config.seed
+
+  config = ml_collections.ConfigDict({"seed": 4, "data": {"manual_dir": "x"}})
+  run(config, tmp_path)
+  config.seed = 5
+  run(config, tmp_path)
+  sessions = rundir.read_jsonl(tmp_path / rundir.PROVENANCE_NAME)
+  assert [s["config"]["seed"] for s in sessions] == [4, 5]
+  head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=pathlib.Path(__file__).parent, capture_output=True,
+                        text=True).stdout.strip()
+  assert sessions[0]["commit"] == (head or None)
+  assert sessions[0]["devices"] == f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+  assert sessions[0]["machine"].endswith(f"{os.cpu_count()} cores")

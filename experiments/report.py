@@ -1,0 +1,210 @@
+"""Results as data: the result file of every run behind a reported number, and the tables made from them.
+
+    python -m experiments.report record WORKDIR EXPERIMENT SETTING [--results_name results.json]
+    python -m experiments.report tables [--out docs/results.md]
+
+`record` keeps a finished run as results/<experiment>/<setting>/seed_<k>.json: its results.json (or another
+results file of the workdir, such as an evaluation at an earlier step), the config, every session that trained or
+evaluated it (git commit, uncommitted changes, machine, JAX devices: the workdir's provenance.jsonl) and the
+minutes of training of each of its runs (wall_times.jsonl). `tables` reads every result file and writes the
+tables of TABLES: each seed's value, their mean and standard deviation, and the paper's number beside them. The
+seeds of one setting must differ in nothing but the seed; a table cell is never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from experiments import paper
+from experiments.rundir import PROVENANCE_NAME, atomic_write_text, read_jsonl
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "results"
+# Config fields that may differ between the seeds of one setting (where they run, not what they compute).
+FREE_FIELDS = ("seed", "data.data_dir", "data.manual_dir", "checkpoint_every_seconds", "log_every")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One line of a table: `path` (dotted keys, integers index lists) into the results of `setting`'s seeds."""
+
+  label: str
+  setting: str
+  path: str
+  paper: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  experiment: str
+  title: str
+  rows: tuple[Row, ...]
+  scale: float = 1.0  # 100 for percentages
+  digits: int = 3
+  note: str = ""
+
+
+def _clustering_rows(setting: str) -> tuple[Row, ...]:
+  rows = [Row(f"{setting}: VAE (one mixture)", setting, "clustering_error.vae", paper.CLUSTERING["vae"])]
+  for n in (10, 20, 50):
+    rows += [Row(f"{setting}: MetaVAE, N = {n}", setting, f"clustering_error.meta_vae_N{n}",
+                 paper.CLUSTERING[f"meta_vae_N{n}"]),
+             Row(f"{setting}: Bayes classifier given D, N = {n}", setting, f"bayes_error.set_conditional.N{n}")]
+  return (*rows, Row(f"{setting}: Bayes classifier given the means", setting, "bayes_error.known_means"))
+
+
+TABLE2_MODELS = (("meta_vae", "MetaVAE"), ("vhe", "VHE"), ("vae", "VAE (set ignored)"), ("ns", "NS"),
+                 ("vhe_vampprior", "VHE + VampPrior"))
+
+TABLES: tuple[Table, ...] = (
+    Table("clustering", "Clustering error on 1000 unseen mixtures (%)",
+          (*_clustering_rows("1d"), *_clustering_rows("2d")), scale=100, digits=2,
+          note="The paper's numbers (dimension not stated) stand beside both settings."),
+    Table("physics", "Inclined planes: MSE of the inferred friction over the paper's region (angles 20-70, lengths "
+          "2-20)",
+          (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
+           Row("VAE (L = 10, A = 45)", "default", "vae_mse_in_region"),
+           Row("Bayes-optimal posterior mean given D", "default", "bayes_optimal_mse_in_region")), digits=4,
+          note="The paper's column is its bound, \"MSE < 0.001\", read off Figure 2."),
+    Table("expfam", "Exponential families: MSE of the inferred parameter on unseen distributions",
+          tuple(Row(f"{family}: {model}", "default", f"single.{family}.{key}")
+                for family in ("gaussian", "lognormal", "exponential")
+                for model, key in (("MetaVAE", "meta_vae"), ("VAE", "vae")))),
+    Table("mnist_table2", "MNIST Table 2, sparse split, 3000 steps: mean linear-probe accuracy on unseen values",
+          tuple(Row(f"{transform}: {label}", f"{transform}_{model}", "mean_test_accuracy",
+                    paper.TABLE2[transform].get(model))
+                for transform in ("rotate", "scale", "shear") for model, label in TABLE2_MODELS)),
+)
+
+
+class ReportError(ValueError):
+  """A result file is missing something, or the seeds of a setting disagree in more than their seed."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+  return {prefix[:-1]: tree}
+
+
+def _lookup(results: dict[str, Any], path: str) -> float | None:
+  value: Any = results
+  for key in path.split("."):
+    if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+      value = value[int(key)]
+    elif isinstance(value, dict) and key in value:
+      value = value[key]
+    else:
+      return None
+  return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir: pathlib.Path = RESULTS_DIR,
+           results_name: str = "results.json") -> pathlib.Path:
+  """Writes results_dir/experiment/setting/seed_<seed>.json from a finished workdir; returns its path."""
+  workdir = pathlib.Path(workdir)
+  results_path, provenance_path = workdir / results_name, workdir / PROVENANCE_NAME
+  for path in (results_path, provenance_path):
+    if not path.exists():
+      raise ReportError(f"{path} does not exist: `record` needs a finished run made with provenance "
+                        f"(rerun the command in {workdir}; a finished run is re-evaluated from its checkpoints)")
+  sessions = read_jsonl(provenance_path)
+  config = sessions[-1]["config"]
+  minutes: dict[str, float] = {}
+  times = workdir / "wall_times.jsonl"
+  for line in read_jsonl(times) if times.exists() else []:
+    minutes[line["run"]] = minutes.get(line["run"], 0.0) + line["seconds"] / 60
+  entry = {"experiment": experiment, "setting": setting, "seed": config["seed"], "results_file": results_name,
+           "results": json.loads(results_path.read_text()), "config": config,
+           "training_minutes": {run: round(m, 2) for run, m in minutes.items()},
+           "sessions": [{k: v for k, v in s.items() if k != "config"} for s in sessions]}
+  out = pathlib.Path(results_dir) / experiment / setting / f"seed_{config['seed']}.json"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  atomic_write_text(out, json.dumps(entry, indent=1) + "\n")
+  return out
+
+
+def load(results_dir: pathlib.Path, experiment: str, setting: str) -> list[dict[str, Any]]:
+  """The result files of one setting, by seed; ReportError if their configs differ in more than FREE_FIELDS."""
+  files = sorted((pathlib.Path(results_dir) / experiment / setting).glob("seed_*.json"),
+                 key=lambda p: int(p.stem.split("_")[1]))
+  entries = [json.loads(f.read_text()) for f in files]
+  if entries:
+    first = _flatten(entries[0]["config"])
+    for f, entry in zip(files[1:], entries[1:], strict=True):
+      other = _flatten(entry["config"])
+      changed = sorted(k for k in set(first) | set(other)
+                       if k not in FREE_FIELDS and first.get(k, "<absent>") != other.get(k, "<absent>"))
+      if changed:
+        raise ReportError(f"{f} ran another config than {files[0]}: {', '.join(changed)} differ; the seeds of a "
+                          f"setting may differ only in {', '.join(FREE_FIELDS)}")
+  return entries
+
+
+def _mean_and_deviation(values: Sequence[float]) -> tuple[float, float | None]:
+  mean = sum(values) / len(values)
+  if len(values) < 2:
+    return mean, None
+  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
+  """The markdown of one table: a row per Row, a column per seed found, then mean, standard deviation, paper."""
+  loaded = {row.setting: load(results_dir, table.experiment, row.setting) for row in table.rows}
+  seeds = sorted({e["seed"] for entries in loaded.values() for e in entries})
+  fmt = lambda v: "" if v is None else f"{v * table.scale:.{table.digits}f}"  # noqa: E731
+  header = ["", *(f"seed {s}" for s in seeds), "mean", "sd", "paper"]
+  lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+  for row in table.rows:
+    by_seed = {e["seed"]: _lookup(e["results"], row.path) for e in loaded[row.setting]}
+    values = [v for v in by_seed.values() if v is not None]
+    mean, deviation = _mean_and_deviation(values) if values else (None, None)
+    cells = [fmt(by_seed.get(s)) for s in seeds]
+    summary = [fmt(mean), fmt(deviation)] if values else ["not run", ""]
+    lines.append("| " + " | ".join([row.label, *cells, *summary, fmt(row.paper)]) + " |")
+  if table.note:
+    lines += ["", table.note]
+  return "\n".join(lines) + "\n"
+
+
+def tables_markdown(results_dir: pathlib.Path = RESULTS_DIR, tables: Sequence[Table] = TABLES) -> str:
+  header = ("<!-- Written by `python -m experiments.report tables` from the files under results/; "
+            "do not edit by hand. -->\n\n")
+  return header + "\n".join(table_markdown(t, results_dir) for t in tables)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.split("\n\n")[0])
+  commands = parser.add_subparsers(dest="command", required=True)
+  rec = commands.add_parser("record", help="keep a finished run's results as results/EXPERIMENT/SETTING/seed_K.json")
+  rec.add_argument("workdir", type=pathlib.Path)
+  rec.add_argument("experiment")
+  rec.add_argument("setting")
+  rec.add_argument("--results_name", default="results.json")
+  rec.add_argument("--results_dir", type=pathlib.Path, default=RESULTS_DIR)
+  tab = commands.add_parser("tables", help="write the tables of every result file")
+  tab.add_argument("--results_dir", type=pathlib.Path, default=RESULTS_DIR)
+  tab.add_argument("--out", type=pathlib.Path, default=None, help="a markdown file (default: print)")
+  args = parser.parse_args(argv)
+  try:
+    if args.command == "record":
+      print(record(args.workdir, args.experiment, args.setting, results_dir=args.results_dir,
+                   results_name=args.results_name))
+    else:
+      text = tables_markdown(args.results_dir)
+      if args.out is None:
+        print(text)
+      else:
+        atomic_write_text(args.out, text)
+  except ReportError as error:
+    sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  main()

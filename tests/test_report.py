@@ -1,0 +1,70 @@
+"""experiments.report: result files recorded from workdirs, and the tables made from them."""
+
+import json
+import math
+
+import pytest
+
+from experiments import report, rundir
+
+
+def _workdir(path, seed, errors, *, hidden=128):
+  """A finished clustering-like workdir: results.json, provenance.jsonl and wall_times.jsonl."""
+  path.mkdir(parents=True)
+  (path / "results.json").write_text(json.dumps({"clustering_error": errors, "set_sizes": [10]}))
+  session = {"commit": "abc", "uncommitted_changes": False, "machine": "test machine", "devices": "1 x cpu"}
+  (path / rundir.PROVENANCE_NAME).write_text(json.dumps({**session, "config": {"seed": seed, "hidden": hidden,
+                                                                               "data": {"manual_dir": str(path)}}})
+                                             + "\n")
+  (path / "wall_times.jsonl").write_text("".join(json.dumps({"run": r, "step": s, "seconds": 30.0}) + "\n"
+                                                 for r in ("vae", "meta_vae_N10") for s in (100, 200)))
+  return path
+
+
+TABLE = report.Table("toy", "Toy error (%)", (report.Row("MetaVAE", "2d", "clustering_error.meta_vae_N10", 0.2),
+                                              report.Row("VAE", "2d", "clustering_error.vae"),
+                                              report.Row("Missing", "1d", "clustering_error.vae")), scale=100, digits=2)
+
+
+def test_record_keeps_results_config_sessions_and_minutes(tmp_path):
+  out = report.record(_workdir(tmp_path / "w", 3, {"vae": 0.25, "meta_vae_N10": 0.1}), "toy", "2d",
+                      results_dir=tmp_path / "results")
+  assert out == tmp_path / "results" / "toy" / "2d" / "seed_3.json"
+  entry = json.loads(out.read_text())
+  assert entry["results"]["clustering_error"]["vae"] == 0.25
+  assert entry["config"]["hidden"] == 128 and entry["seed"] == 3
+  assert entry["sessions"] == [{"commit": "abc", "uncommitted_changes": False, "machine": "test machine",
+                                "devices": "1 x cpu"}]
+  assert entry["training_minutes"] == {"vae": 1.0, "meta_vae_N10": 1.0}
+
+
+def test_record_refuses_a_workdir_without_provenance_naming_it(tmp_path):
+  workdir = _workdir(tmp_path / "w", 0, {"vae": 0.25})
+  (workdir / rundir.PROVENANCE_NAME).unlink()
+  with pytest.raises(report.ReportError, match="provenance.jsonl does not exist"):
+    report.record(workdir, "toy", "2d", results_dir=tmp_path / "results")
+
+
+def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_path):
+  for seed, error in ((0, 0.1), (1, 0.2), (2, 0.6)):
+    report.record(_workdir(tmp_path / f"w{seed}", seed, {"vae": 0.3, "meta_vae_N10": error}), "toy", "2d",
+                  results_dir=tmp_path / "results")
+  lines = report.table_markdown(TABLE, tmp_path / "results").splitlines()
+  assert lines[2] == "|  | seed 0 | seed 1 | seed 2 | mean | sd | paper |"
+  deviation = 100 * math.sqrt(((0.1 - 0.3) ** 2 + (0.2 - 0.3) ** 2 + (0.6 - 0.3) ** 2) / 2)
+  assert lines[4] == f"| MetaVAE | 10.00 | 20.00 | 60.00 | 30.00 | {deviation:.2f} | 20.00 |"
+  assert lines[5] == "| VAE | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 |  |"
+  assert lines[6] == "| Missing |  |  |  | not run |  |  |"
+
+
+def test_tables_refuse_seeds_that_ran_different_configs(tmp_path):
+  report.record(_workdir(tmp_path / "a", 0, {"vae": 0.3}), "toy", "2d", results_dir=tmp_path / "results")
+  report.record(_workdir(tmp_path / "b", 1, {"vae": 0.3}, hidden=64), "toy", "2d", results_dir=tmp_path / "results")
+  with pytest.raises(report.ReportError, match="seed_1.json ran another config than .*seed_0.json: hidden differ"):
+    report.table_markdown(TABLE, tmp_path / "results")
+
+
+def test_the_committed_tables_are_the_ones_the_committed_result_files_make():
+  written = report.RESULTS_DIR.parent / "docs" / "results.md"
+  assert written.read_text() == report.tables_markdown(), "run `python -m experiments.report tables --out " \
+                                                          "docs/results.md`"
