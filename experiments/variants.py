@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+from flax import linen as nn
 
 from experiments import trainer
 from meta_amortized.conv import ConvModel
@@ -50,6 +51,7 @@ class MetaVAEOptions(NamedTuple):
   activation: str = "relu"
   shared_decoder: bool = False
   query_only: bool = False
+  likelihood_clamp: float = 0.0
 
 
 class ContextOptions(NamedTuple):
@@ -60,6 +62,8 @@ class ContextOptions(NamedTuple):
   encoder_reads_c: bool = True
   learned_prior: bool = True
   context_merge: str = "sum"
+  likelihood_clamp: float = 0.0
+  original_init: bool = False
 
 
 class Switch(NamedTuple):
@@ -111,7 +115,8 @@ def _build_meta_vae(config: ml_collections.ConfigDict, examples: int | None, opt
   decoder = ConvDecoder(tuple(config.conv_features)) if _conv(config) else Decoder(hidden, 784, activation)
   inference = (QueryOnlyInference(hidden, config.latent_dim, activation) if options.query_only
                else MetaInferenceNetwork(tuple(config.summary_features), hidden, config.latent_dim, activation))
-  return _on_images(config, MetaVAE(inference, decoder, shared_decoder=options.shared_decoder))
+  return _on_images(config, MetaVAE(inference, decoder, shared_decoder=options.shared_decoder,
+                                    likelihood_clamp=options.likelihood_clamp))
 
 
 def _build_context_model(config: ml_collections.ConfigDict, examples: int | None, options: ContextOptions) -> Any:
@@ -123,7 +128,8 @@ def _build_context_model(config: ml_collections.ConfigDict, examples: int | None
       context=ContextPosterior(config.hidden, config.context_dim, jax.nn.elu if config.model == "ns" else None),
       latent_posterior=LatentPosterior(config.hidden, config.latent_dim, options.encoder_reads_c, merge),
       latent_prior=LatentPrior((config.hidden, config.hidden), config.latent_dim) if options.learned_prior else None,
-      decoder=decoder)
+      decoder=decoder, likelihood_clamp=options.likelihood_clamp,
+      kernel_init=nn.initializers.variance_scaling(2.0, "fan_avg", "normal") if options.original_init else None)
   if config.model == "ns":
     return _on_images(config, NeuralStatistician(**networks))
   weight = config.context_kl_weight
@@ -182,6 +188,14 @@ SWITCHES: tuple[Switch, ...] = (
            "only the MetaVAE has a decoder per distribution to share"),
     Switch("activation", ("relu", "elu"), ("meta_vae", "vae"), ("mnist",),
            lambda o, v: o._replace(activation=v), "only the MLP MetaVAE and the VAE have it"),
+    # The original MetaVAE code's (docs/design.md section 2), to test whether they explain its weak baselines:
+    # Bernoulli probabilities clamped to [1e-7, 1 - 1e-7]; the NS / VHE networks initialised xavier_normal with
+    # gain sqrt 2 and zero biases.
+    Switch("likelihood_clamp", ("none", "1e-7"), ("meta_vae", *CONTEXT_MODELS), ("mnist",),
+           lambda o, v: o._replace(likelihood_clamp=0.0 if v == "none" else float(v)),
+           "only the MLP models with a Bernoulli likelihood have it"),
+    Switch("init", ("flax", "xavier_sqrt2"), CONTEXT_MODELS, ("mnist",),
+           lambda o, v: o._replace(original_init=v == "xavier_sqrt2"), "only the NS and the VHEs have it"),
 )
 
 

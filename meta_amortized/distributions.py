@@ -110,6 +110,13 @@ class Bernoulli:
 
   logits: jax.Array
   event_ndims: int = dataclasses.field(default=1, metadata=dict(static=True))
+  # With clamp > 0, log_prob clamps the probabilities to [clamp, 1 - clamp] first, as the original MetaVAE code
+  # (1e-7): each element's log-probability is then at least log(clamp), and its gradient is zero past the clamp.
+  clamp: float = dataclasses.field(default=0.0, metadata=dict(static=True))
+
+  def __post_init__(self):
+    if not 0.0 <= self.clamp < 0.5:
+      raise ValueError(f"Bernoulli clamp={self.clamp!r} is not allowed; expected a probability in [0, 0.5)")
 
   @property
   def probs(self) -> jax.Array:
@@ -124,6 +131,9 @@ class Bernoulli:
     return jax.random.bernoulli(key, self.probs, shape).astype(jnp.result_type(self.logits))
 
   def log_prob(self, value: jax.Array) -> jax.Array:
+    if self.clamp:
+      probs = jnp.clip(self.probs, self.clamp, 1.0 - self.clamp)
+      return _sum_event(value * jnp.log(probs) + (1.0 - value) * jnp.log1p(-probs), self.event_ndims)
     # x log s(l) + (1 - x) log s(-l) = x l - softplus(l), without log(0) at large |l|.
     return _sum_event(value * self.logits - jax.nn.softplus(self.logits), self.event_ndims)
 

@@ -38,9 +38,9 @@ __all__ = ["IterativeMetaVAE", "MetaVAE"]
 Params = dict[str, Any]
 
 
-def _bernoulli_log_likelihood(decoder, theta: Any, x: jax.Array, z: jax.Array) -> jax.Array:
+def _bernoulli_log_likelihood(decoder, theta: Any, x: jax.Array, z: jax.Array, clamp: float = 0.0) -> jax.Array:
   logits = decoder.apply(theta, z)
-  return Bernoulli(logits.astype(jnp.float32), event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
+  return Bernoulli(logits.astype(jnp.float32), event_ndims=logits.ndim - z.ndim + 1, clamp=clamp).log_prob(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,8 @@ class MetaVAE:
   meta_inference: MetaInferenceNetwork | QueryOnlyInference = MetaInferenceNetwork()
   decoder: Decoder = Decoder()
   shared_decoder: bool = False
+  # The original code's Bernoulli probabilities clamped to [likelihood_clamp, 1 - likelihood_clamp] (1e-7 there).
+  likelihood_clamp: float = 0.0
 
   bound_name = "meta_elbo"
 
@@ -89,7 +91,7 @@ class MetaVAE:
 
   def log_likelihood(self, theta: Any, x: jax.Array, z: jax.Array) -> jax.Array:
     """log p_theta(x | z) of observations x (..., *event) (flat or images) given z (..., Z)."""
-    return _bernoulli_log_likelihood(self.decoder, theta, x, z)
+    return _bernoulli_log_likelihood(self.decoder, theta, x, z, self.likelihood_clamp)
 
   def summarize(self, params: Params, sets: jax.Array) -> jax.Array:
     """h(D) (..., S) of sets (..., N, D): the summary network inside g(D, x)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -19,7 +20,13 @@ import jax.numpy as jnp
 
 from meta_amortized import objectives
 from meta_amortized.distributions import Bernoulli
-from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
+from meta_amortized.networks import (
+  ContextPosterior,
+  LatentPosterior,
+  LatentPrior,
+  StatisticianDecoder,
+  reinitialize_dense,
+)
 from meta_amortized.sampling import as_float, sample_meta_batch
 
 __all__ = ["NeuralStatistician", "VariationalHomoencoder"]
@@ -37,6 +44,11 @@ class _ContextLatentModel:
   latent_posterior: LatentPosterior = LatentPosterior()
   latent_prior: LatentPrior | None = LatentPrior()
   decoder: StatisticianDecoder = StatisticianDecoder()
+  # The original MetaVAE code's departures (docs/design.md section 2), off by default: the Bernoulli probabilities
+  # clamped to [likelihood_clamp, 1 - likelihood_clamp] (1e-7 there), and every Dense kernel drawn from
+  # `kernel_init` with zero biases (xavier_normal, gain sqrt 2, there) instead of Flax's defaults.
+  likelihood_clamp: float = 0.0
+  kernel_init: Callable[..., jax.Array] | None = None
 
   bound_name = "bound"
   num_pseudo_sets = 0
@@ -63,6 +75,8 @@ class _ContextLatentModel:
     }
     if self.latent_prior is not None:
       params["latent_prior"] = self.latent_prior.init(keys[2], c)
+    if self.kernel_init is not None:
+      params = reinitialize_dense(params, jax.random.fold_in(key, 1), self.kernel_init)
     if self.num_pseudo_sets:
       # Initialised N(0.05, 0.01) and clipped to [0, 1], as the original.
       shape = (self.num_pseudo_sets, self.pseudo_set_size, *observation_shape)
@@ -73,7 +87,8 @@ class _ContextLatentModel:
   def log_likelihood(self, params: Params, x: jax.Array, z: jax.Array, c: jax.Array) -> jax.Array:
     """log p(x | z, c) of observations x (..., *event) (flat or images)."""
     logits = self.decoder.apply(params["decoder"], z, c)
-    return Bernoulli(logits.astype(jnp.float32), event_ndims=logits.ndim - z.ndim + 1).log_prob(x)
+    return Bernoulli(logits.astype(jnp.float32), event_ndims=logits.ndim - z.ndim + 1,
+                     clamp=self.likelihood_clamp).log_prob(x)
 
   def bound_fns(self, params: Params, pseudo_inputs: jax.Array | None = None) -> dict[str, Any]:
     """The networks as the callables `statistician_elbo` / `homoencoder_elbo` take (all but the likelihood),

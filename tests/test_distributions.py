@@ -80,3 +80,16 @@ def test_categorical():
 def test_kl_of_unsupported_pair_raises():
   with pytest.raises(NotImplementedError, match="DiagonalGaussian and Bernoulli"):
     kl_divergence(DiagonalGaussian(jnp.zeros(1), jnp.zeros(1)), Bernoulli(jnp.zeros(1)))
+
+
+def test_a_clamped_bernoulli_floors_each_log_probability_and_stops_its_gradient():
+  logits, x = jnp.array([-30.0, 0.3, 30.0]), jnp.array([1.0, 0.5, 0.0])
+  clamped = lambda logit: Bernoulli(logit, clamp=1e-7).log_prob(x)
+  exact_middle = 0.5 * jax.nn.log_sigmoid(0.3) + 0.5 * jax.nn.log_sigmoid(-0.3)
+  # In float32, as the original's: 1 - 1e-7 rounds to 1 - 1.19e-7, the floor of the x = 0 pixel.
+  floors = np.log(1e-7) + np.log1p(-np.float32(1.0 - 1e-7))
+  np.testing.assert_allclose(clamped(logits), floors + exact_middle, rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(clamped)(logits), [0.0, 0.5 - jax.nn.sigmoid(0.3), 0.0], atol=1e-6)
+  assert float(Bernoulli(logits).log_prob(x)) < float(clamped(logits))  # unclamped: -30 nats for each
+  with pytest.raises(ValueError, match="clamp=0.5 is not allowed"):
+    Bernoulli(logits, clamp=0.5)

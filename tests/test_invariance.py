@@ -7,6 +7,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -117,7 +118,8 @@ def test_the_input_options_build_baselines_whose_networks_ignore_c(get_config):
     assert model.decoder.use_context is (decoder_input == "z_and_c")
     assert model.latent_posterior.use_context is (encoder_input == "x_and_c")
     assert variants.options(config) == {"latent_prior": "learned", "decoder_input": decoder_input,
-                                                "encoder_input": encoder_input, "context_merge": "sum"}
+                                        "encoder_input": encoder_input, "context_merge": "sum",
+                                        "likelihood_clamp": "none", "init": "flax"}
 
 
 @pytest.mark.parametrize(("model_name", "merge", "count"), [
@@ -492,3 +494,29 @@ def test_every_registered_switch_defaults_to_the_papers_choice_and_only_its_mode
           with pytest.raises(trainer.ConfigError, match=rf"config.{switch.field}={value!r} is not allowed with "
                                                         rf"config.model={name!r} on {config.dataset!r}"):
             variants.check(changed)
+
+
+def test_the_original_codes_init_and_clamp_are_switches_of_the_baselines():
+  config = mnist_scale.get_config("quick")
+  config.model, config.init, config.likelihood_clamp = "vhe_vampprior", "xavier_sqrt2", "1e-7"
+  variants.check(config)
+  model = variants.build_model(config, examples_per_distribution=100)
+  assert model.likelihood_clamp == 1e-7
+  params, _ = model.init(jax.random.key(0))
+  default = variants.build_model(_with(config, init="flax", likelihood_clamp="none"), examples_per_distribution=100)
+  flax_params, _ = default.init(jax.random.key(0))
+  np.testing.assert_array_equal(params["pseudo_inputs"], flax_params["pseudo_inputs"])  # not a Dense layer
+  kernels = [(p, x) for p, x in jax.tree_util.tree_leaves_with_path(params) if p[-1].key == "kernel"]
+  biases = [x for p, x in jax.tree_util.tree_leaves_with_path(params) if p[-1].key == "bias"]
+  assert kernels and all(float(jnp.max(jnp.abs(b))) == 0.0 for b in biases)
+  widest = max(kernels, key=lambda item: item[1].size)[1]  # xavier_normal, gain sqrt 2: std 2 / sqrt(fan_in + fan_out)
+  assert float(jnp.std(widest)) == pytest.approx(2 / np.sqrt(sum(widest.shape)), rel=0.05)
+  config.model = "meta_vae"
+  with pytest.raises(trainer.ConfigError, match="config.init='xavier_sqrt2' is not allowed"):
+    variants.check(config)
+
+
+def _with(config, **fields):
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.update(fields)
+  return config

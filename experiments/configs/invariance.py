@@ -57,6 +57,11 @@ def invariance_config(mode: str | None, *, dataset: str, transform: str, num_ste
   # MetaVAE / VAE (MNIST) encoder MLP and decoders: "relu", as the original code, or "elu", as the NS's and the
   # VHE's networks (an ablation, not in either paper); the summary network h keeps its LeakyReLU.
   c.activation = "relu"
+  # The original MetaVAE code's departures (docs/design.md section 2), in neither paper: "1e-7" clamps the
+  # Bernoulli probabilities to [1e-7, 1 - 1e-7] (MLP MetaVAE, NS, VHEs); "xavier_sqrt2" initialises the NS's and
+  # the VHEs' Dense kernels xavier_normal with gain sqrt 2 and zero biases instead of Flax's lecun_normal.
+  c.likelihood_clamp = "none"
+  c.init = "flax"
   # Linear probe.
   c.probe_tolerance = 1e-5
   c.probe_max_iterations = 5000  # the VHE codes need up to ~1100 L-BFGS iterations to reach the tolerance

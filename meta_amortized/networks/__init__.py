@@ -27,7 +27,7 @@ from meta_amortized.networks.context import (
 )
 from meta_amortized.networks.conv import BatchStatNorm, ConvContextDecoder, ConvDecoder, ConvEncoder
 from meta_amortized.networks.iterative import IterativeEncoder
-from meta_amortized.networks.layers import MLP, gaussian_from_params, init_stacked, leaky_relu
+from meta_amortized.networks.layers import MLP, gaussian_from_params, init_stacked, leaky_relu, reinitialize_dense
 from meta_amortized.networks.mlp import Decoder, Encoder, MetaInferenceNetwork, QueryOnlyInference, SummaryNetwork
 
 __all__ = [
@@ -52,4 +52,5 @@ __all__ = [
     "init_stacked",
     "join_context",
     "leaky_relu",
+    "reinitialize_dense",
 ]

@@ -13,7 +13,7 @@ from meta_amortized.distributions import DiagonalGaussian
 
 nn = require("flax.linen", needed_by="meta_amortized.networks")
 
-__all__ = ["MLP", "Activation", "gaussian_from_params", "init_stacked", "leaky_relu"]
+__all__ = ["MLP", "Activation", "gaussian_from_params", "init_stacked", "leaky_relu", "reinitialize_dense"]
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -85,3 +85,31 @@ def init_stacked(module: nn.Module, key: jax.Array, num: int, *example_inputs: A
     (4, 3, 6)
   """
   return jax.vmap(lambda k: module.init(k, *example_inputs))(jax.random.split(key, num))
+
+
+def reinitialize_dense(params: Any, key: jax.Array, kernel_init: Callable[..., jax.Array]) -> Any:
+  """`params` with every Dense kernel (a 2-D leaf named "kernel") drawn afresh from `kernel_init` and every bias
+  zero; other leaves (such as pseudo-inputs) are kept. The original MetaVAE code's baselines use xavier_normal
+  with gain sqrt(2): `nn.initializers.variance_scaling(2.0, "fan_avg", "normal")`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import linen as nn
+    >>> from meta_amortized.networks import MLP, reinitialize_dense
+    >>> mlp = MLP((300, 300))
+    >>> params = mlp.init(jax.random.key(0), jnp.ones((1, 300)))
+    >>> xavier_sqrt2 = nn.initializers.variance_scaling(2.0, "fan_avg", "normal")
+    >>> xavier = reinitialize_dense(params, jax.random.key(1), xavier_sqrt2)
+    >>> round(float(jnp.std(xavier["params"]["dense_0"]["kernel"])), 2)     # 2 / sqrt(300 + 300)
+    0.08
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  keys = jax.random.split(key, len(leaves))
+
+  def fresh(path, leaf, leaf_key):
+    name = getattr(path[-1], "key", None)
+    if name == "kernel" and leaf.ndim == 2:
+      return kernel_init(leaf_key, leaf.shape, leaf.dtype)
+    return jnp.zeros_like(leaf) if name == "bias" else leaf
+
+  return jax.tree_util.tree_unflatten(treedef, [fresh(p, x, k) for (p, x), k in zip(leaves, keys, strict=True)])
