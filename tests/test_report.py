@@ -55,6 +55,8 @@ def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_p
   assert lines[4] == f"| MetaVAE | 10.00 | 20.00 | 60.00 | 30.00 | {deviation:.2f} | 20.00 |"
   assert lines[5] == "| VAE | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 |  |"
   assert lines[6] == "| Missing |  |  |  | not run |  |  |"
+  times = report.wall_times_markdown(tmp_path / "results").splitlines()
+  assert times[4:] == ["| toy | 2d | 3 | 2.0 | test machine, 1 x cpu |"]  # two runs of two 30-second windows
 
 
 def test_tables_refuse_seeds_that_ran_different_configs(tmp_path):
@@ -68,3 +70,12 @@ def test_the_committed_tables_are_the_ones_the_committed_result_files_make():
   written = report.RESULTS_DIR.parent / "docs" / "results.md"
   assert written.read_text() == report.tables_markdown(), "run `python -m experiments.report tables --out " \
                                                           "docs/results.md`"
+
+
+def test_the_configs_point_at_tables_the_report_writes():
+  import re
+
+  configs = sorted((report.RESULTS_DIR.parent / "experiments" / "configs").glob("*.py"))
+  named = {m for path in configs for m in re.findall(r"\(results/(\w+)/\)", path.read_text())}
+  assert named == {"clustering", "physics", "expfam", "mnist_table2"}
+  assert named <= {table.experiment for table in report.TABLES}

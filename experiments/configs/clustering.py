@@ -6,6 +6,8 @@ Budget: 3000 Adam steps for each MetaVAE (N = 10, 20, 50 and the training-mixtur
 VAE; 1000 unseen test mixtures. The quick config (`:quick`) runs end to end in about 9 s on the project's 2-core CPU
 machine (`python -m experiments.quick_results`); it checks the pipeline, not the numbers. The paper's errors
 (VAE 27.9 %, MetaVAE 21.2 / 15.8 / 9.9 % for N = 10 / 20 / 50) are in results.json's `paper` field.
+What this budget reaches, seed by seed, and the minutes each seed trained, on which machine: docs/results.md,
+written from the committed result files (results/clustering/) by `python -m experiments.report tables`.
 """
 
 import ml_collections

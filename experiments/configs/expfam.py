@@ -6,6 +6,8 @@ Budget: 3000 Adam steps for each MetaVAE (one per family, and one over 90 distri
 VAE; the MSE of the inferred parameter on unseen distributions of six families. The quick config (`:quick`) runs
 end to end in about 13 s on the project's 2-core CPU machine (`python -m experiments.quick_results`); it checks the
 pipeline, not the numbers.
+What this budget reaches, seed by seed, and the minutes each seed trained, on which machine: docs/results.md,
+written from the committed result files (results/expfam/) by `python -m experiments.report tables`.
 """
 
 import ml_collections

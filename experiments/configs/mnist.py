@@ -10,6 +10,8 @@
 (`:quick`) runs end to end in 2-7 s per model on the project's 2-core CPU machine (`python -m
 experiments.quick_results`); it checks the pipeline, not the numbers. The paper's Table 2 (MetaVAE / VHE + VampPrior
 / VHE): rotation 0.885 / 0.830 / 0.793, scale 0.893 / 0.767 / 0.463, shear 0.844 / 0.679 / 0.602.
+What this budget reaches, seed by seed, and the minutes each seed trained, on which machine: docs/results.md,
+written from the committed result files (results/mnist_table2/) by `python -m experiments.report tables`.
 """
 
 import ml_collections

@@ -7,6 +7,8 @@ inferred friction on the 304-plane test grid. The quick config (`:quick`) runs e
 project's 2-core CPU machine (`python -m experiments.quick_results`); it checks the pipeline, not the numbers. The
 paper: MSE below 0.001 for angles in [20, 70] and lengths in [2, 20]; results.json also holds the Bayes-optimal
 posterior mean's MSE over the same region, the floor to compare with.
+What this budget reaches, seed by seed, and the minutes each seed trained, on which machine: docs/results.md,
+written from the committed result files (results/physics/) by `python -m experiments.report tables`.
 """
 
 import ml_collections
