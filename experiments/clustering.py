@@ -45,6 +45,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise trainer.ConfigError(
         f"config.train_mixture_counts={config.train_mixture_counts!r} is not allowed; expected integers in "
         f"[1, config.num_train_mixtures={config.num_train_mixtures}]")
+  trainer.check_choice(config, "decoder_labels", ("matched", "anchored", "fixed"))
   if config.num_distributions_per_step > config.num_train_mixtures:
     raise trainer.ConfigError(
         f"config.num_distributions_per_step={config.num_distributions_per_step} is not allowed; "
@@ -68,10 +69,13 @@ class MetaClusterer(nn.Module):
   """g(D, x) = r(CONCAT(x, h(D))) with a categorical output over the two components."""
 
   hidden: int
+  anchor: bool = False  # r also reads the set's first point (decoder_labels "anchored")
 
   @nn.compact
   def __call__(self, sets: jax.Array, queries: jax.Array) -> Categorical:
     summary = SummaryNetwork((self.hidden, self.hidden), activation=nn.relu)(sets)
+    if self.anchor:
+      summary = jnp.concatenate([summary, sets[..., 0, :]], -1)
     summary = jnp.broadcast_to(summary, queries.shape[:-1] + summary.shape[-1:])
     return Categorical(MLP((self.hidden, self.hidden, 2))(jnp.concatenate([queries, summary], -1)))
 
@@ -117,11 +121,13 @@ def meta_loss(params, state, key, train_means, *, model, config, set_size):
     posterior = model.apply(params["inference"], sets, queries)
     log_likelihoods = component_log_likelihoods(decoder, queries)
     elbo = objectives.enumerated_elbo(posterior, log_likelihoods)
-    if not config.match_decoder_labels:
-      return elbo
-    # The decoder's component order is one of its parameters, fitted exactly: both orders scored, the better kept.
     swapped = objectives.enumerated_elbo(posterior, log_likelihoods[:, ::-1])
-    return jnp.where(jnp.mean(elbo) >= jnp.mean(swapped), elbo, swapped)
+    if config.decoder_labels == "matched":  # the order a decoder parameter, fitted exactly: the better of both
+      return jnp.where(jnp.mean(elbo) >= jnp.mean(swapped), elbo, swapped)
+    if config.decoder_labels == "anchored":  # component 0 the one nearer the set's first point
+      distance = jnp.sum((decoder["means"] - sets[0]) ** 2, -1)
+      return jnp.where(distance[0] <= distance[1], elbo, swapped)
+    return elbo
 
   decoders = jax.tree.map(lambda p: p[chosen], params["decoders"])
   keys = jax.random.split(data_key, chosen.shape[0])
@@ -228,7 +234,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   vae_predict = lambda sets, queries, key: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
   errors["vae"] = float(jnp.mean(evaluate(vae_predict, test_means, eval_key, config, 1)))
 
-  model = MetaClusterer(config.hidden)
+  model = MetaClusterer(config.hidden, anchor=config.decoder_labels == "anchored")
 
   def meta_vae(name, set_size, num_mixtures):
     state = trainer.fit(

@@ -161,22 +161,25 @@ def test_the_known_means_floor_is_the_error_of_the_known_means_classifier():
   assert clustering.known_means_error(means, config) == pytest.approx(empirical, rel=0.05)
 
 
-def test_matching_decoder_labels_scores_a_swapped_decoder_as_the_matching_one():
+@pytest.mark.parametrize("labels", ["matched", "anchored"])
+def test_a_decoder_scores_the_same_whichever_order_its_means_are_in(labels):
   config = clustering_config.get_config("quick")
-  model = clustering.MetaClusterer(config.hidden)
+  config.num_distributions_per_step = 4
+  model = clustering.MetaClusterer(config.hidden, anchor=labels == "anchored")
   means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
   params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
             "decoders": {"means": means, "log_variance": jnp.zeros((4,))}}
   swapped = {**params, "decoders": {**params["decoders"], "means": means[:, ::-1]}}
 
-  def loss(p, match):
-    run = ml_collections.ConfigDict(dict(config, match_decoder_labels=match, num_distributions_per_step=4))
-    return clustering.meta_loss(p, {}, jax.random.key(2), means, model=model, config=run, set_size=10)[0]
+  def loss(p, decoder_labels):
+    run = ml_collections.ConfigDict(dict(config, decoder_labels=decoder_labels))
+    return float(clustering.meta_loss(p, {}, jax.random.key(2), means, model=model, config=run, set_size=10)[0])
 
-  # Matched, the order of each decoder's means cannot matter; fixed, it does.
-  assert float(loss(params, True)) == pytest.approx(float(loss(swapped, True)), rel=1e-6)
-  assert float(loss(params, False)) != pytest.approx(float(loss(swapped, False)), rel=1e-3)
-  assert float(loss(params, True)) <= min(float(loss(params, False)), float(loss(swapped, False))) + 1e-5
+  # With the labels matched or anchored the order of each decoder's means cannot matter; fixed, it does.
+  assert loss(params, labels) == pytest.approx(loss(swapped, labels), rel=1e-6)
+  assert loss(params, "fixed") != pytest.approx(loss(swapped, "fixed"), rel=1e-3)
+  if labels == "matched":  # the better order of each: no worse than either fixed one
+    assert loss(params, labels) <= min(loss(params, "fixed"), loss(swapped, "fixed")) + 1e-5
 
 
 def test_clustering_error_ignores_label_swaps():
