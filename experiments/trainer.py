@@ -10,6 +10,7 @@ The wall-clock seconds of each logged window go to `wall_times.jsonl` beside it
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -267,7 +268,9 @@ def fit(
   Args:
     config: reads seed, num_steps, learning_rate, log_every, checkpoint_every_seconds, resume_overrides.
     workdir: the experiment's directory; checkpoints go to workdir/checkpoints/<run>, metrics
-      to workdir/metrics.jsonl, the wall-clock seconds of each logged window to workdir/wall_times.jsonl.
+      to workdir/metrics.jsonl and, as TensorBoard scalars, to workdir/tensorboard/<run> (watch a run with
+      `tensorboard --logdir WORKDIR/tensorboard`), the wall-clock seconds of each logged window to
+      workdir/wall_times.jsonl.
     run: the model's name within the experiment.
     init: key -> (parameters, model state), e.g. `lambda key: model.init(key, K, observation_shape)`.
     loss_fn: (params, model_state, key, *batch) -> (loss, (metrics, model_state)) (`training.LossFn`), e.g. a
@@ -340,8 +343,10 @@ def fit(
   step_fn = make_train_step(loss_fn, optimizer, mesh=mesh)
   last_save = last_log = time.monotonic()
   window = _unfinished_window(directory, start)
-  with _StopSignals() as signals, tqdm(total=config.num_steps, initial=start, desc=run, unit="step",
-                                       dynamic_ncols=True, disable=jax.process_index() != 0) as bar:
+  board = _tensorboard(workdir, run, start)
+  with _StopSignals() as signals, contextlib.closing(board), tqdm(
+      total=config.num_steps, initial=start, desc=run, unit="step", dynamic_ncols=True,
+      disable=jax.process_index() != 0) as bar:
     for step in range(start, config.num_steps):
       state, metrics = step_fn(state, jax.random.fold_in(train_key, step), *batch)
       window.append(metrics)
@@ -360,6 +365,8 @@ def fit(
                  "settings, give them with --config.resume_overrides naming them (e.g. a lower learning_rate)"
                  if kept is not None else "No checkpoint had been saved yet"))
         log.write(done, means)
+        for name, value in means.items():
+          board.add_scalar(name, value, done)
         now = time.monotonic()  # the device_get above waited for the window's steps
         clock.write(done, {"seconds": now - last_log})
         last_log = now
@@ -373,6 +380,27 @@ def fit(
       if signals.received is not None and done < config.num_steps:
         _stop(manager, state, identity, directory, window, signals.received, run)
   return _for_evaluation(state)
+
+
+class _NoBoard:
+  """What other processes than 0 write to TensorBoard: nothing."""
+
+  def add_scalar(self, *args: Any) -> None:
+    del args
+
+  def close(self) -> None:
+    pass
+
+
+def _tensorboard(workdir: pathlib.Path, run: str, start: int) -> Any:
+  """A TensorBoard writer of the run's logged metrics, in workdir/tensorboard/<run> (process 0 only). A resumed
+  run purges the events past its checkpoint's step, as metrics.jsonl drops its lines."""
+  if jax.process_index() != 0:
+    return _NoBoard()
+  from tensorboardX import SummaryWriter
+
+  return SummaryWriter(str(workdir / "tensorboard" / run), purge_step=start or None, flush_secs=30,
+                       filename_suffix=f".from_step_{start}")  # two sessions within a second: two files
 
 
 def _record_overrides(record: pathlib.Path, fields: dict[str, Any], overrides: Sequence[str], step: int) -> None:

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import pathlib
 import signal
@@ -199,3 +200,37 @@ def test_write_results_refuses_non_finite_numbers(tmp_path):
   with pytest.raises(FloatingPointError, match=r"results.a.b\[1\] is nan"):
     trainer.write_results(tmp_path, {"a": {"b": [1.0, float("nan")]}})
   assert not (tmp_path / "results.json").exists()
+
+
+def _scalar_events(directory: pathlib.Path) -> list[tuple[str, int, float]]:
+  """(tag, step, value) of every scalar in the TensorBoard event files of `directory`, and any purge step as
+  ("purge", step, nan): TFRecords of Event protos (length, its CRC, the proto, its CRC)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+
+  found = []
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data = path.read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+        found.append(("purge", event.step, math.nan))
+      found += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+  return found
+
+
+def test_the_logged_metrics_are_tensorboard_scalars_and_a_resume_purges_the_steps_past_its_checkpoint(tmp_path):
+  loss_fn = lambda params, state, key: (jnp.sum(params["w"] ** 2), ({"norm": jnp.abs(params["w"]).sum()}, state))
+  init = lambda k: ({"w": jnp.ones(3)}, {})
+  trainer.fit(_config(num_steps=10), tmp_path, run="tiny", init=init, loss_fn=loss_fn)
+  trainer.fit(_config(num_steps=20), tmp_path, run="tiny", init=init, loss_fn=loss_fn)
+  logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  events = _scalar_events(tmp_path / "tensorboard" / "tiny")
+  assert [e for e in events if e[0] == "loss"] == [("loss", m["step"], pytest.approx(m["loss"], rel=1e-6))
+                                                    for m in logged]
+  assert [e[1] for e in events if e[0] == "norm"] == [5, 10, 15, 20]
+  assert [e[1] for e in events if e[0] == "purge"] == [10]  # the resumed session starts from step 10
