@@ -6,7 +6,7 @@ inference), `sampling` and `sharding`. The Flax networks and models (`networks`,
 `pip install "meta_amortized[models]"`. Submodules load when first used, so importing the package, or one
 of its core modules, loads neither Flax nor Optax.
 
-Example:
+Examples:
   >>> import meta_amortized
   >>> from meta_amortized import objectives
   >>> isinstance(meta_amortized.__version__, str)

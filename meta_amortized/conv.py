@@ -33,7 +33,7 @@ Params = dict[str, Any]
 class ConvModel:
   """A MetaVAE, NS or VHE (`model`) whose encoders read the features of a batch-norm conv `trunk`.
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.conv import ConvModel
     >>> from meta_amortized.metavae import MetaVAE

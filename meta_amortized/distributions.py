@@ -9,7 +9,7 @@ A shape mismatch between the parameters of a distribution, or between the two
 distributions of a KL, is a ValueError naming both shapes, raised when the
 distribution is built (never a silent broadcast).
 
-Example:
+Examples:
   >>> import jax, jax.numpy as jnp
   >>> from meta_amortized.distributions import DiagonalGaussian, kl_divergence, standard_normal_like
   >>> q = DiagonalGaussian(jnp.zeros(3), jnp.zeros(3))
@@ -60,7 +60,7 @@ class DiagonalGaussian:
   Raises:
     ValueError: `mean` and `log_variance` differ in shape.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> q = DiagonalGaussian(jnp.zeros((2, 3)), jnp.zeros((2, 3)))   # batch (2,), event (3,)
@@ -101,7 +101,7 @@ class Bernoulli:
   `log_prob` accepts values in [0, 1] (grey levels as soft targets, as the
   MetaVAE paper's MNIST models do) and is exact and finite for any logit.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli
     >>> round(float(Bernoulli(jnp.zeros(4)).log_prob(jnp.array([0.0, 1.0, 0.5, 1.0]))), 3)   # 4 log(1/2)
@@ -143,7 +143,7 @@ class Bernoulli:
 class Categorical:
   """A categorical distribution over the last axis of `logits` (not normalised).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import Categorical
     >>> round(float(Categorical(jnp.log(jnp.array([0.25, 0.75]))).log_prob(jnp.array(1))), 4)   # log 0.75
@@ -174,7 +174,7 @@ class Categorical:
 def standard_normal_like(reference: DiagonalGaussian) -> DiagonalGaussian:
   """N(0, I) with the shape, dtype and event axes of `reference`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian, standard_normal_like
     >>> standard_normal_like(DiagonalGaussian(jnp.ones((2, 3)), jnp.ones((2, 3)))).mean.shape
@@ -193,7 +193,7 @@ def kl_divergence(q, p) -> jax.Array:
   Raises:
     ValueError: the two distributions' parameters differ in shape (a prior of another latent size).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian, kl_divergence
     >>> q = DiagonalGaussian(jnp.ones(2), jnp.zeros(2))               # N(1, I) in 2-D
@@ -217,7 +217,7 @@ def kl_divergence(q, p) -> jax.Array:
 def has_analytic_kl(q, p) -> bool:
   """Whether `kl_divergence(q, p)` has a closed form.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli, DiagonalGaussian, has_analytic_kl
     >>> q = DiagonalGaussian(jnp.zeros(2), jnp.zeros(2))

@@ -60,7 +60,7 @@ def _check_encoding(method: str) -> None:
 class Update(NamedTuple):
   """An iterative encoder's output: proposals and gate logits for mean and log-variance.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.iterative import Update
     >>> update = Update(*jnp.split(jnp.zeros((4, 8)), 4, axis=-1))    # from an encoder's (B, 4Z) output, Z = 2
@@ -77,7 +77,7 @@ class Update(NamedTuple):
 class IterativeResult(NamedTuple):
   """Every step's posterior (stacked, leading axis T + 1) and ELBO, shape (T + 1, B).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> from meta_amortized.iterative import IterativeResult
@@ -97,7 +97,7 @@ def encode_gradients(gradients: jax.Array, *, method: GradientEncoding = "log_si
   "standardize": g standardised per example over its Z entries (Z features);
   "none": g itself.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.iterative import encode_gradients
     >>> encode_gradients(jnp.array([[-2.0, 0.5]])).shape               # [log |g|, sign g]
@@ -119,7 +119,7 @@ def gated_update(old: DiagonalGaussian, update: Update, *, stop_gradient: bool =
   With `stop_gradient` (the paper's choice) no gradient flows into earlier steps
   through `old`; without it, the encoder loss backpropagates through all steps.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> from meta_amortized.iterative import Update, gated_update
@@ -184,7 +184,7 @@ def iterative_inference(
   Raises:
     ValueError: an unknown signal or encoding, a missing observation_mean_fn, counts < 1, a prior of another shape.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli
     >>> from meta_amortized.iterative import Update, iterative_inference
@@ -286,7 +286,7 @@ def iterative_meta_inference(
     `IterativeResult` with posteriors (T + 1, K, B, Z) and MetaELBOs (T + 1, K, B), step 0 the prior;
     `iterative_loss` trains the encoder and the decoders on them.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli
     >>> from meta_amortized.iterative import Update, iterative_meta_inference
@@ -319,7 +319,7 @@ def iterative_meta_inference(
 def iterative_losses(elbos: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(encoder loss, decoder loss) from ELBOs (T + 1, ...): mean_t>=1 of -ELBO_t, and -ELBO_T.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.iterative import iterative_losses
     >>> [float(loss) for loss in iterative_losses(jnp.array([[-9.0], [-5.0], [-3.0]]))]  # steps 0, 1, 2
@@ -340,12 +340,13 @@ def iterative_loss(elbos_fn: Callable[[Any, Any], jax.Array], encoder_params: An
   Args:
     elbos_fn: (encoder_params, decoder_params) -> ELBOs (T + 1, ...), e.g. a closure around
       `iterative_inference(...).elbos`.
-    encoder_params, decoder_params: the two parameter pytrees.
+    encoder_params: the encoder's parameter pytree.
+    decoder_params: the decoder's parameter pytree.
 
   Returns:
     (decoder_loss, encoder_loss), two scalars.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.iterative import iterative_loss
     >>> elbos_fn = lambda enc, dec: jnp.stack([-enc * jnp.arange(3.0), -dec * jnp.ones(3)]).T  # (T + 1 = 3, 2)

@@ -52,7 +52,7 @@ class MetaVAE:
   neither paper) the stack holds one decoder that every distribution uses; with a `QueryOnlyInference`
   as well, which ignores D, the model is a plain VAE trained on the pooled distributions.
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.metavae import MetaVAE
     >>> from meta_amortized.networks import Decoder, MetaInferenceNetwork
@@ -159,7 +159,7 @@ class IterativeMetaVAE:
   the index of the one to use (`encode`, `bound`); the experiments take the training distribution whose
   mean summary h(D) is nearest.
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.metavae import IterativeMetaVAE
     >>> from meta_amortized.networks import Decoder, IterativeEncoder, SummaryNetwork

@@ -21,7 +21,7 @@ axis (the KL is then the single-sample Monte Carlo estimate log q(z) - log p(z))
 Bad arguments are a ValueError naming the argument and its value (TypeError for a
 wrong type), raised while tracing, before any value is computed.
 
-Example:
+Examples:
   >>> import jax, jax.numpy as jnp
   >>> from meta_amortized import objectives
   >>> from meta_amortized.distributions import Bernoulli, DiagonalGaussian
@@ -198,7 +198,7 @@ def elbo(
   Raises:
     ValueError: num_samples < 1, a prior of another shape, or a log-likelihood of another shape than (B,).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> from meta_amortized.objectives import elbo
@@ -235,7 +235,7 @@ def enumerated_elbo(posterior: Categorical, log_likelihoods: jax.Array, *,
   Raises:
     ValueError: `log_likelihoods` is not of the posterior's shape (B, C).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import Categorical
     >>> from meta_amortized.objectives import enumerated_elbo
@@ -280,7 +280,7 @@ def iwae_bound(
   Raises:
     ValueError: num_samples or chunk_size < 1, a prior of another shape, or a log-likelihood of another shape.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> from meta_amortized.objectives import iwae_bound
@@ -357,7 +357,7 @@ def meta_elbo(
     ValueError: shapes that do not fit (named), an empty set or batch, num_samples < 1, a decoder index out of
       range.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli, DiagonalGaussian
     >>> from meta_amortized.objectives import meta_elbo
@@ -404,7 +404,7 @@ def vampprior_log_prob(value: jax.Array, pseudo_posteriors: DiagonalGaussian) ->
   Raises:
     ValueError: `pseudo_posteriors` is not (P, C) with P >= 1, or `value` does not end with C.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> from meta_amortized.objectives import vampprior_log_prob
@@ -498,7 +498,7 @@ def statistician_elbo(
   Raises:
     ValueError: empty sets, num_samples < 1, or a callable's value of another shape than stated (named).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli, DiagonalGaussian
     >>> from meta_amortized.objectives import statistician_elbo
@@ -565,7 +565,7 @@ def homoencoder_elbo(
   Raises:
     ValueError: shapes that do not fit, empty sets, a negative or non-finite weight, num_samples < 1.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import Bernoulli, DiagonalGaussian
     >>> from meta_amortized.objectives import homoencoder_elbo

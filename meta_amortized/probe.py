@@ -29,7 +29,7 @@ __all__ = ["CodeGeometry", "ProbeFit", "code_geometry", "fit_linear_probe", "pro
 class ProbeFit(NamedTuple):
   """A fitted probe, the L-BFGS iterations it took and the norm of its objective's gradient at the end.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.probe import ProbeFit, probe_accuracy
     >>> fit = ProbeFit(jnp.eye(2), jnp.zeros(2), jnp.array(0), jnp.array(0.0))   # predicts the larger feature
@@ -67,7 +67,7 @@ def _check_features(features: jax.Array, labels: jax.Array, num_classes: int | N
 def probe_objective(params: dict, features: jax.Array, labels: jax.Array, *, inverse_l2: float) -> jax.Array:
   """Mean cross-entropy plus |W|^2 / (2 C N): scikit-learn's L2 logistic regression divided by N (bias unpenalised).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.probe import probe_objective
     >>> params = {"weights": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}  # uniform predictions: log 2 per example
@@ -87,7 +87,7 @@ def fit_linear_probe(features: jax.Array, labels: jax.Array, *, num_classes: int
   program. Called with concrete arrays it first checks them: labels outside [0, num_classes) and non-finite
   features are a ValueError naming them (inside a caller's `jit` only the shapes can be checked).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.probe import fit_linear_probe, probe_accuracy
     >>> codes, labels = jnp.array([[-2.0], [-1.0], [1.0], [2.0]]), jnp.array([0, 0, 1, 1])
@@ -134,7 +134,7 @@ def _fit_linear_probe(features: jax.Array, labels: jax.Array, *, num_classes: in
 def probe_accuracy(fit: ProbeFit, features: jax.Array, labels: jax.Array) -> jax.Array:
   """Fraction of (N, D) features whose predicted class equals the label.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.probe import ProbeFit, probe_accuracy
     >>> fit = ProbeFit(jnp.array([[1.0, -1.0]]), jnp.zeros(2), jnp.array(0), jnp.array(0.0))
@@ -147,7 +147,7 @@ def probe_accuracy(fit: ProbeFit, features: jax.Array, labels: jax.Array) -> jax
 class CodeGeometry(NamedTuple):
   """How the classes lie in a set of codes: what the probe's accuracy reads, as two numbers.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.probe import code_geometry
     >>> geometry = code_geometry(jnp.array([[0.0, 0.0], [0.0, 1.0], [4.0, 0.0], [4.0, 1.0]]), jnp.array([0, 0, 1, 1]),
@@ -169,7 +169,7 @@ def code_geometry(features: jax.Array, labels: jax.Array, *, num_classes: int) -
   directions lowers the first and raises the second. Concrete labels outside [0, num_classes) and non-finite
   features are a ValueError.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.probe import code_geometry
     >>> codes = jax.random.normal(jax.random.key(0), (1000, 3))       # isotropic: about 3 dimensions

@@ -25,7 +25,7 @@ def sample_without_replacement(key: jax.Array, population_size: int, num: int,
   Raises:
     ValueError: num is not in [1, population_size].
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.sampling import sample_without_replacement
     >>> index = sample_without_replacement(jax.random.key(0), 10, 4, (2,))   # two sets of 4 of range(10)
@@ -71,7 +71,7 @@ def sample_meta_batch(key: jax.Array, data: jax.Array, *, batch_size: int,
   Raises:
     ValueError: batch_size < 1, or set_size not in [1, M].
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.sampling import sample_meta_batch
     >>> data = jax.random.uniform(jax.random.key(0), (3, 50, 6))       # K = 3 distributions of M = 50
@@ -100,7 +100,7 @@ def as_float(x: jax.Array) -> jax.Array:
     TypeError: integer data, such as uint8 pixels in 0..255, which a Bernoulli likelihood of grey levels in
       [0, 1] would score without complaint; scale them first (`x / 255`).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.sampling import as_float
     >>> as_float(jnp.array([True, False])).tolist()

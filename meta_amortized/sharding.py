@@ -34,7 +34,7 @@ AXIS = "data"
 def data_mesh(devices: Any = None) -> Mesh:
   """A one-axis mesh named 'data' over `devices` (all devices of all processes when None).
 
-  Example:
+  Examples:
     >>> from meta_amortized.sharding import data_mesh
     >>> data_mesh().axis_names
     ('data',)
@@ -47,7 +47,7 @@ def initialize_distributed(**kwargs: Any) -> None:
   """`jax.distributed.initialize(**kwargs)` (on Cloud TPU and SLURM the arguments are found automatically);
    on CPU the processes exchange collectives through gloo.
 
-  Example:
+  Examples:
     >>> from meta_amortized.sharding import initialize_distributed
     >>> # on every host of a multi-host run, before any other JAX call:
     >>> # initialize_distributed(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=0)
@@ -66,7 +66,7 @@ def _put(x: Any, sharding: NamedSharding) -> jax.Array:
 def replicate(mesh: Mesh, tree: Any) -> Any:
   """Every leaf of `tree` replicated on every device of `mesh`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.sharding import data_mesh, replicate
     >>> replicate(data_mesh(), {"w": jnp.zeros(3)})["w"].sharding.is_fully_replicated
@@ -81,7 +81,7 @@ def batch_spec(shape: tuple[int, ...], num_devices: int) -> P:
   Raises:
     ValueError: neither K nor B is a multiple of the number of devices.
 
-  Example:
+  Examples:
     >>> from jax.sharding import PartitionSpec
     >>> from meta_amortized.sharding import batch_spec
     >>> batch_spec((8, 100, 784), 4) == PartitionSpec("data")           # over K
@@ -102,7 +102,7 @@ def shard_distributions(mesh: Mesh, data: Any) -> Any:
   """The training distributions (K, M, *event) on `mesh`: split over K when the mesh divides it, replicated
   otherwise (the query batch is split inside the step instead). Each process reads only its devices' shards.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.sharding import data_mesh, shard_distributions
     >>> shard_distributions(data_mesh(), jnp.zeros((4, 10, 6))).shape
@@ -120,7 +120,7 @@ def constrain_batch(x: jax.Array) -> jax.Array:
   """Inside a step traced under `jax.set_mesh` with a 'data' axis: x (K, B, ...) laid out by `batch_spec`.
   Without such a mesh (plain single-device use), x unchanged.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.sharding import constrain_batch
     >>> constrain_batch(jnp.zeros((2, 3))).shape                      # outside a mesh: unchanged

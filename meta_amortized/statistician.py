@@ -125,7 +125,7 @@ class NeuralStatistician(_ContextLatentModel):
   """The Neural Statistician (Edwards & Storkey 2017): the set of a distribution is its query batch itself, and
   its bound is the per-set `objectives.statistician_elbo`, reported per observation.
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
     >>> from meta_amortized.statistician import NeuralStatistician
@@ -172,7 +172,7 @@ class VariationalHomoencoder(_ContextLatentModel):
     context_kl_weight: the weight on KL(q(c|D) || p(c)), >= 0; None means 1/|D|. The VHE paper's is 1/|X|, the
       size of the dataset a set is drawn from.
 
-  Example:
+  Examples:
     >>> import jax
     >>> from meta_amortized.networks import ContextPosterior, LatentPosterior, LatentPrior, StatisticianDecoder
     >>> from meta_amortized.statistician import VariationalHomoencoder

@@ -28,7 +28,7 @@ class Model(Protocol):
   """The interface of every model of the package (`MetaVAE`, `IterativeMetaVAE`, `NeuralStatistician`,
   `VariationalHomoencoder`, `ConvModel`): what the training step, the trainer and the benchmark rely on.
 
-  Example:
+  Examples:
     >>> from meta_amortized.metavae import MetaVAE
     >>> from meta_amortized.training import Model
     >>> model: Model = MetaVAE()                                          # so is every model of the package
@@ -51,7 +51,7 @@ class Model(Protocol):
 class TrainState(NamedTuple):
   """step, parameters, optimiser state, and the model's non-trained state (batch-norm statistics; {} if none).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, optax
     >>> from meta_amortized.training import init_train_state
     >>> state = init_train_state({"w": jnp.zeros(3)}, optax.adam(1e-3))
@@ -68,7 +68,7 @@ class TrainState(NamedTuple):
 def init_train_state(params: Any, optimizer: optax.GradientTransformation, model_state: Any = None) -> TrainState:
   """The state at step 0: `params`, the optimiser's initial state, and `model_state` ({} when None).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, optax
     >>> from meta_amortized.training import init_train_state
     >>> init_train_state({"w": jnp.zeros(3)}, optax.sgd(0.1), model_state={"mean": jnp.zeros(3)}).model_state
@@ -97,7 +97,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
   The returned metrics hold `loss` plus whatever `loss_fn` reports.
 
-  Example:
+  Examples:
     >>> import functools, jax, optax
     >>> from meta_amortized.metavae import MetaVAE
     >>> from meta_amortized.networks import Decoder, MetaInferenceNetwork
@@ -147,7 +147,7 @@ def mixed_precision(loss_fn: LossFn, compute_dtype: Any = jnp.bfloat16) -> LossF
   `compute_dtype` once, before training: the cast here is then the identity, where it would otherwise convert
   the whole array in every step.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.training import mixed_precision
     >>> loss_fn = lambda params, state, key, x: (jnp.sum(params @ x).astype(jnp.float32), ({"dtype": 0}, state))

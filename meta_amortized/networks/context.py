@@ -22,7 +22,7 @@ def join_context(from_input: jax.Array, from_context: jax.Array | None, merge: s
   then ELU (`merge="sum"`, as the Neural Statistician's networks), or ELU of each, concatenated to (..., 2H)
   (`"concat"`, as the original MetaVAE code's NS and VHE). The input's alone when `from_context` is None.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.networks import join_context
     >>> join_context(jnp.ones((2, 4)), jnp.ones((2, 4)), "concat").shape
@@ -43,7 +43,7 @@ def embed_with_context(inputs: jax.Array, c: jax.Array, *, width: int, input_nam
   without `use_context`): the first layer of every network that reads an input and a context. Call it inside a
   compact method: the layers belong to the calling module.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.networks import embed_with_context
     >>> from meta_amortized.networks.layers import nn
@@ -64,7 +64,7 @@ class ContextPosterior(nn.Module):
 
   Input (..., N, D); output a Gaussian of batch shape (...,), event (C,).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> q_c = networks.ContextPosterior(width=8, context_dim=3)
@@ -91,7 +91,7 @@ class LatentPosterior(nn.Module):
 
   `use_context=False` drops c -> H: the encoder is q(z | x), c ignored (an ablation, in neither paper).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> q_z = networks.LatentPosterior(width=8, latent_dim=2)
@@ -116,7 +116,7 @@ class LatentPosterior(nn.Module):
 class LatentPrior(nn.Module):
   """p(z | c): C -> 400 -> 400 -> 2Z with ELU.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> p_z = networks.LatentPrior((8,), latent_dim=2)
@@ -139,7 +139,7 @@ class StatisticianDecoder(nn.Module):
 
   `use_context=False` drops c -> 400: the decoder is p(x | z), c ignored (an ablation, in neither paper).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> decoder = networks.StatisticianDecoder(width=8, wide=16, output_dim=6)

@@ -23,7 +23,7 @@ class ConvEncoder(nn.Module):
   Input (B, 32, 32, 1); output the flattened 4 x 4 x 256 = 4096 features.
   Batch statistics live in the `batch_stats` collection (`train=True` updates them).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> trunk = networks.ConvEncoder((2, 2, 2, 4, 4, 4, 4, 4, 4))
@@ -52,7 +52,7 @@ class BatchStatNorm(nn.Module):
   The conv decoders use it: a decoder only ever runs inside a bound, on the batch of one step, so it
   needs no running averages, and being stateless it runs inside the objectives' vmaps and closures.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> norm = networks.BatchStatNorm()
@@ -79,7 +79,7 @@ class ConvDecoder(nn.Module):
 
   Input (..., Z); output logits (..., 32, 32, channels).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> decoder = networks.ConvDecoder((2, 2, 2, 4, 4, 4, 4, 4, 4))
@@ -108,7 +108,7 @@ class ConvContextDecoder(nn.Module):
 
   `use_context=False` drops c -> H: the decoder is p(x | z), c ignored (an ablation, in neither paper).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> decoder = networks.ConvContextDecoder(8, (2, 2, 2, 4, 4, 4, 4, 4, 4))

@@ -21,7 +21,7 @@ class IterativeEncoder(nn.Module):
     hidden: widths of the hidden layers (2 x 512 ELU on MNIST).
     latent_dim: Z.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized.distributions import DiagonalGaussian
     >>> from meta_amortized.networks import IterativeEncoder

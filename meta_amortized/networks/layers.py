@@ -21,7 +21,7 @@ Activation = Callable[[jax.Array], jax.Array]
 def leaky_relu(x: jax.Array) -> jax.Array:
   """LeakyReLU with slope 0.2, the summary network's nonlinearity.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.networks import leaky_relu
     >>> leaky_relu(jnp.array([-1.0, 2.0])).tolist()
@@ -33,7 +33,7 @@ def leaky_relu(x: jax.Array) -> jax.Array:
 class MLP(nn.Module):
   """Dense layers with `activation` between them (and after the last if `activate_final`).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> mlp = networks.MLP((8, 3))
@@ -59,7 +59,7 @@ def gaussian_from_params(params: jax.Array) -> DiagonalGaussian:
   """Splits the last axis of (..., 2Z) into a mean and a log-variance, in float32 (whatever the networks'
   compute dtype: the bounds are computed in float32).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from meta_amortized.networks import gaussian_from_params
     >>> gaussian_from_params(jnp.zeros((3, 4))).mean.shape             # Z = 2
@@ -76,7 +76,7 @@ def init_stacked(module: nn.Module, key: jax.Array, num: int, *example_inputs: A
   `jax.vmap(module.apply)(stacked, inputs)` (one batched call for all K decoders)
   or pick decoder k with `jax.tree.map(lambda p: p[k], stacked)`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> decoder = networks.Decoder((8,), output_dim=6)
@@ -92,7 +92,7 @@ def reinitialize_dense(params: Any, key: jax.Array, kernel_init: Callable[..., j
   zero; other leaves (such as pseudo-inputs) are kept. The original MetaVAE code's baselines use xavier_normal
   with gain sqrt(2): `nn.initializers.variance_scaling(2.0, "fan_avg", "normal")`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from flax import linen as nn
     >>> from meta_amortized.networks import MLP, reinitialize_dense

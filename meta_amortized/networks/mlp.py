@@ -22,7 +22,7 @@ class SummaryNetwork(nn.Module):
 
   Input (..., N, *event); output (..., features[-1]).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> h = networks.SummaryNetwork((8, 5))
@@ -48,7 +48,7 @@ class MetaInferenceNetwork(nn.Module):
   `sets` is either one set per query, (B, N, D), or one set shared by the batch,
   (N, D); `queries` is (B, D). Returns q(z | D, x) of batch shape (B,).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> g = networks.MetaInferenceNetwork((8,), (8,), latent_dim=2)
@@ -79,7 +79,7 @@ class MetaInferenceNetwork(nn.Module):
 class Encoder(nn.Module):
   """A plain VAE encoder q(z | x): MLP to a diagonal Gaussian.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> encoder = networks.Encoder((8,), latent_dim=2)
@@ -103,7 +103,7 @@ class QueryOnlyInference(nn.Module):
   In a `MetaVAE` with one shared decoder it makes a plain VAE trained on the pooled distributions, the control
   that tells what seeing D adds. It has no h(D), so no `summarize`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> g = networks.QueryOnlyInference((8,), latent_dim=2)
@@ -126,7 +126,7 @@ class QueryOnlyInference(nn.Module):
 class Decoder(nn.Module):
   """p(x | z): MLP from z to the logits (or means) of the observation, 40 -> 400 -> 400 -> 784.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from meta_amortized import networks
     >>> decoder = networks.Decoder((8,), output_dim=6)
