@@ -57,3 +57,5 @@ def test_the_wheel_holds_the_library_alone(tmp_path):
   requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
   assert sorted(r.split()[1].split(">")[0].split("=")[0] for r in requires) == ["jax", "numpy"]
   assert len(metadata) < 20_000  # a short long description, not the docs
+  assert "License: Apache-2.0" in metadata and any(n.endswith(".dist-info/LICENSE") or
+                                                  n.endswith(".dist-info/licenses/LICENSE") for n in names)
