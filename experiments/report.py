@@ -1,7 +1,7 @@
 """Results as data: the result file of every run behind a reported number, and the tables made from them.
 
     python -m experiments.report record WORKDIR EXPERIMENT SETTING [--results_name results.json]
-    python -m experiments.report tables [--out docs/results.md]
+    python -m experiments.report tables [--out docs/results.md]   # and README.md's headline table
 
 `record` keeps a finished run as results/<experiment>/<setting>/seed_<k>.json: its results.json (or another
 results file of the workdir, such as an evaluation at an earlier step), the config, every session that trained or
@@ -97,6 +97,37 @@ TABLES: tuple[Table, ...] = (
           note="clamp: Bernoulli probabilities clamped to [1e-7, 1 - 1e-7]; init: xavier_normal (gain sqrt 2) "
                "kernels and zero biases; both as the original code (docs/design.md section 2)."),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+  """A line of the README's table: ours (mean and deviation over the seeds of `setting`) beside a floor or
+  reference of the same runs (`floor_path`, or None) and the paper's number."""
+
+  label: str
+  experiment: str
+  setting: str
+  path: str
+  floor_path: str | None
+  paper: str
+  scale: float = 1.0
+  digits: int = 3
+
+
+HEADLINES: tuple[Headline, ...] = (
+    *(Headline(f"Clustering error, {d}, N = 50 (%)", "clustering", d, "clustering_error.meta_vae_N50",
+               "bayes_error.set_conditional.N50", "9.9", 100, 2) for d in ("1d", "2d")),
+    Headline("Inclined planes: MSE of the friction over the paper's region", "physics", "default",
+             "meta_vae_mse_in_region", "bayes_optimal_mse_in_region", "< 0.001", digits=4),
+    *(Headline(f"Table 2, {t}, sparse split, 3000 steps: MetaVAE accuracy", "mnist_table2", f"{t}_meta_vae",
+               "mean_test_accuracy", None, str(paper.TABLE2[t]["meta_vae"])) for t in ("rotate", "scale", "shear")),
+    *(Headline(f"Table 2, {t}, sparse split, 3000 steps: VHE accuracy", "mnist_table2", f"{t}_vhe",
+               "mean_test_accuracy", None, str(paper.TABLE2[t]["vhe"])) for t in ("rotate", "scale", "shear")),
+    *(Headline(f"Table 2, {t}, sparse split, 3000 steps: VAE accuracy (the set ignored)", "mnist_table2", f"{t}_vae",
+               "mean_test_accuracy", None, "-") for t in ("rotate", "scale", "shear")),
+)
+README_START = "<!-- headline results: written by `python -m experiments.report tables`; do not edit by hand -->"
+README_END = "<!-- end of headline results -->"
 
 
 class ReportError(ValueError):
@@ -205,6 +236,32 @@ def wall_times_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
   return "\n".join(lines) + "\n"
 
 
+def headline_markdown(results_dir: pathlib.Path = RESULTS_DIR, headlines: Sequence[Headline] = HEADLINES) -> str:
+  """The README's table: mean +- standard deviation over the seeds (their number), the Bayes floor of the same runs
+  where there is one, and the paper's number."""
+  lines = ["| result | ours: mean +- sd (seeds) | Bayes-optimal, same data | paper |", "|---|---|---|---|"]
+  for h in headlines:
+    entries = load(results_dir, h.experiment, h.setting)
+    cells = []
+    for path in (h.path, h.floor_path):
+      values = [v for v in (_lookup(e["results"], path) for e in entries) if v is not None] if path else []
+      if not values:
+        cells.append("not run" if path else "-")
+        continue
+      mean, deviation = _mean_and_deviation(values)
+      text = f"{mean * h.scale:.{h.digits}f}"
+      cells.append(f"{text} +- {deviation * h.scale:.{h.digits}f} ({len(values)})" if deviation is not None
+                   else f"{text} (1)")
+    lines.append(f"| {h.label} | {cells[0]} | {cells[1]} | {h.paper} |")
+  return "\n".join(lines) + "\n"
+
+
+def readme_with_headlines(readme: str, results_dir: pathlib.Path = RESULTS_DIR) -> str:
+  """`readme` with the text between README_START and README_END replaced by `headline_markdown`."""
+  start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
+  return readme[:start] + "\n" + headline_markdown(results_dir) + readme[end:]
+
+
 def tables_markdown(results_dir: pathlib.Path = RESULTS_DIR, tables: Sequence[Table] = TABLES) -> str:
   header = ("<!-- Written by `python -m experiments.report tables` from the files under results/; "
             "do not edit by hand. -->\n\n")
@@ -223,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   tab = commands.add_parser("tables", help="write the tables of every result file")
   tab.add_argument("--results_dir", type=pathlib.Path, default=RESULTS_DIR)
   tab.add_argument("--out", type=pathlib.Path, default=None, help="a markdown file (default: print)")
+  tab.add_argument("--readme", type=pathlib.Path, default=RESULTS_DIR.parent / "README.md",
+                   help="with --out, also rewrite this README's headline table")
   args = parser.parse_args(argv)
   try:
     if args.command == "record":
@@ -234,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(text)
       else:
         atomic_write_text(args.out, text)
+        if args.readme is not None:
+          atomic_write_text(args.readme, readme_with_headlines(args.readme.read_text(), args.results_dir))
   except ReportError as error:
     sys.exit(f"error: {error}")
 

@@ -79,3 +79,19 @@ def test_the_configs_point_at_tables_the_report_writes():
   named = {m for path in configs for m in re.findall(r"\(results/(\w+)/\)", path.read_text())}
   assert named == {"clustering", "physics", "expfam", "mnist_table2"}
   assert named <= {table.experiment for table in report.TABLES}
+
+
+def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
+  for seed, (error, floor) in enumerate(((0.1, 0.05), (0.3, 0.05))):
+    workdir = _workdir(tmp_path / f"w{seed}", seed, {"meta_vae_N10": error})
+    results = json.loads((workdir / "results.json").read_text())
+    (workdir / "results.json").write_text(json.dumps({**results, "floor": floor}))
+    report.record(workdir, "toy", "2d", results_dir=tmp_path / "results")
+  headlines = (report.Headline("toy error (%)", "toy", "2d", "clustering_error.meta_vae_N10", "floor", "9.9", 100, 1),
+               report.Headline("not run yet", "toy", "1d", "clustering_error.vae", None, "-"))
+  lines = report.headline_markdown(tmp_path / "results", headlines).splitlines()
+  assert lines[2] == f"| toy error (%) | 20.0 +- {100 * math.sqrt(0.02):.1f} (2) | 5.0 +- 0.0 (2) | 9.9 |"
+  assert lines[3] == "| not run yet | not run | - | - |"
+  readme = f"intro\n{report.README_START}\nstale\n{report.README_END}\nrest\n"
+  assert report.readme_with_headlines(readme, tmp_path / "results").endswith(
+      f"{report.README_START}\n" + report.headline_markdown(tmp_path / "results") + f"{report.README_END}\nrest\n")
