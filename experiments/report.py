@@ -164,12 +164,17 @@ def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir:
   sessions = read_jsonl(provenance_path)
   config = sessions[-1]["config"]
   minutes: dict[str, float] = {}
+  evaluation: dict[str, float] = {}
   times = workdir / "wall_times.jsonl"
   for line in read_jsonl(times) if times.exists() else []:
-    minutes[line["run"]] = minutes.get(line["run"], 0.0) + line["seconds"] / 60
+    if "seconds" in line:  # a logged training window
+      minutes[line["run"]] = minutes.get(line["run"], 0.0) + line["seconds"] / 60
+    if "evaluation_seconds" in line:  # an evaluation (the last one stands)
+      evaluation[line["run"]] = (line.get("data_seconds", 0.0) + line["evaluation_seconds"]) / 60
   entry = {"experiment": experiment, "setting": setting, "seed": config["seed"], "results_file": results_name,
            "results": json.loads(results_path.read_text()), "config": config,
            "training_minutes": {run: round(m, 2) for run, m in minutes.items()},
+           "evaluation_minutes": {run: round(m, 2) for run, m in evaluation.items()},
            "sessions": [{k: v for k, v in s.items() if k != "config"} for s in sessions]}
   out = pathlib.Path(results_dir) / experiment / setting / f"seed_{config['seed']}.json"
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,15 +229,19 @@ def wall_times_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
   """Minutes of training behind every setting with result files (summed over its runs, mean over its seeds), and
   the machines they ran on."""
   lines = ["### Training time of each setting", "",
-           "| experiment | setting | seeds | training minutes (mean over seeds) | machine, devices |",
-           "|---|---|---|---|---|"]
+           "Minutes per seed, summed over the setting's runs and averaged over its seeds; other jobs may have shared "
+           "the machine.", "",
+           "| experiment | setting | seeds | training minutes | evaluation minutes | machine, devices |",
+           "|---|---|---|---|---|---|"]
   for directory in sorted({f.parent for f in pathlib.Path(results_dir).glob("**/seed_*.json")}):
     entries = [json.loads(f.read_text()) for f in sorted(directory.glob("seed_*.json"))]
-    minutes = [sum(e["training_minutes"].values()) for e in entries]
+    means = [sum(sum(e.get(field, {}).values()) for e in entries) / len(entries)
+             for field in ("training_minutes", "evaluation_minutes")]
     machines = sorted({f"{s['machine']}, {s['devices']}" for e in entries for s in e["sessions"]})
     setting = directory.relative_to(results_dir)
-    lines.append(f"| {setting.parts[0]} | {'/'.join(setting.parts[1:])} | {len(entries)} | "
-                 f"{sum(minutes) / len(minutes):.1f} | {'; '.join(machines)} |")
+    evaluated = any(e.get("evaluation_minutes") for e in entries)  # only some experiments time their evaluation
+    lines.append(f"| {setting.parts[0]} | {'/'.join(setting.parts[1:])} | {len(entries)} | {means[0]:.1f} | "
+                 f"{f'{means[1]:.1f}' if evaluated else ''} | {'; '.join(machines)} |")
   return "\n".join(lines) + "\n"
 
 

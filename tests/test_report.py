@@ -17,7 +17,9 @@ def _workdir(path, seed, errors, *, hidden=128):
                                                                                "data": {"manual_dir": str(path)}}})
                                              + "\n")
   (path / "wall_times.jsonl").write_text("".join(json.dumps({"run": r, "step": s, "seconds": 30.0}) + "\n"
-                                                 for r in ("vae", "meta_vae_N10") for s in (100, 200)))
+                                                 for r in ("vae", "meta_vae_N10") for s in (100, 200))
+                                         + "".join(json.dumps({"run": "vae", "step": 200, "data_seconds": 6.0,
+                                                               "evaluation_seconds": e}) + "\n" for e in (60, 54)))
   return path
 
 
@@ -36,6 +38,7 @@ def test_record_keeps_results_config_sessions_and_minutes(tmp_path):
   assert entry["sessions"] == [{"commit": "abc", "uncommitted_changes": False, "machine": "test machine",
                                 "devices": "1 x cpu"}]
   assert entry["training_minutes"] == {"vae": 1.0, "meta_vae_N10": 1.0}
+  assert entry["evaluation_minutes"] == {"vae": 1.0}  # the last evaluation, with its data preparation
 
 
 def test_record_refuses_a_workdir_without_provenance_naming_it(tmp_path):
@@ -56,7 +59,8 @@ def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_p
   assert lines[5] == "| VAE | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 |  |"
   assert lines[6] == "| Missing |  |  |  | not run |  |  |"
   times = report.wall_times_markdown(tmp_path / "results").splitlines()
-  assert times[4:] == ["| toy | 2d | 3 | 2.0 | test machine, 1 x cpu |"]  # two runs of two 30-second windows
+  # Two runs of two 30-second windows, and the last evaluation of one of them: 54 + 6 seconds.
+  assert times[6:] == ["| toy | 2d | 3 | 2.0 | 1.0 | test machine, 1 x cpu |"]
 
 
 def test_tables_refuse_seeds_that_ran_different_configs(tmp_path):
