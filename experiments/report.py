@@ -2,6 +2,7 @@
 
     python -m experiments.report record WORKDIR EXPERIMENT SETTING [--results_name results.json]
     python -m experiments.report tables [--out docs/results.md]   # and README.md's headline table
+    python -m experiments.report figures                          # docs/figures/results.png
 
 `record` keeps a finished run as results/<experiment>/<setting>/seed_<k>.json: its results.json (or another
 results file of the workdir, such as an evaluation at an earlier step), the config, every session that trained or
@@ -285,9 +286,60 @@ def tables_markdown(results_dir: pathlib.Path = RESULTS_DIR, tables: Sequence[Ta
   header = ("<!-- Written by `python -m experiments.report tables` from the files under results/; "
             "do not edit by hand. -->\n\n# Results\n\n"
             "Each table gives every seed's value, their mean and sample standard deviation, and the paper's number; "
-            "the result files under results/ hold each run's config, commit and machine.\n\n")
+            "the result files under results/ hold each run's config, commit and machine.\n\n"
+            "![Clustering error against N with the Bayes floor, and Table 2 at 3000 steps](figures/results.png)\n\n"
+            "(`python -m experiments.report figures` draws it from the same files.)\n\n")
   return header + "\n".join([*(table_markdown(t, results_dir) for t in tables), wall_times_markdown(results_dir),
                               OPEN])
+
+
+def _summary(results_dir: pathlib.Path, experiment: str, setting: str, path: str) -> tuple[float, float] | None:
+  values = [v for v in (_lookup(e["results"], path) for e in load(results_dir, experiment, setting)) if v is not None]
+  if not values:
+    return None
+  mean, deviation = _mean_and_deviation(values)
+  return mean, deviation or 0.0
+
+
+def figures(results_dir: pathlib.Path = RESULTS_DIR, out: pathlib.Path = RESULTS_DIR.parent / "docs" / "figures"
+            ) -> list[pathlib.Path]:
+  """docs/figures/results.png: the clustering error against N (mean and sd over seeds, the Bayes floor given the
+  same set, the paper) in 1-D and 2-D, and Table 2 at 3000 steps (mean and sd over seeds, the paper's marks)."""
+  from experiments.plotting import figure
+
+  out.mkdir(parents=True, exist_ok=True)
+  path = out / "results.png"
+  sizes = (10, 20, 50)
+  with figure(path, 1, 3, figsize=(12, 3.4)) as (_, axes):
+    for ax, dimension in zip(axes[:2], ("1d", "2d"), strict=True):
+      for label, key, style in (("MetaVAE (ours)", "clustering_error.meta_vae_N{}", "o-"),
+                                ("Bayes classifier given D", "bayes_error.set_conditional.N{}", "k--")):
+        points = [(n, _summary(results_dir, "clustering", dimension, key.format(n))) for n in sizes]
+        points = [(n, s) for n, s in points if s is not None]
+        if points:
+          ax.errorbar([n for n, _ in points], [100 * s[0] for _, s in points], [100 * s[1] for _, s in points],
+                      fmt=style, capsize=3, label=label)
+      ax.plot(sizes, [100 * paper.CLUSTERING[f"meta_vae_N{n}"] for n in sizes], "s:", color="C1",
+              label="MetaVAE (paper)")
+      ax.set(title=f"Clustering, {dimension}", xlabel="N (set size)", ylabel="error on unseen mixtures (%)",
+             xticks=sizes, ylim=(0, None))
+      ax.legend(fontsize=7)
+    ax = axes[2]
+    transforms = ("rotate", "scale", "shear")
+    for i, (model, label) in enumerate((("meta_vae", "MetaVAE"), ("vhe", "VHE"), ("vae", "VAE (set ignored)"))):
+      for j, transform in enumerate(transforms):
+        found = _summary(results_dir, "mnist_table2", f"{transform}_{model}", "mean_test_accuracy")
+        if found is not None:
+          ax.bar(j + 0.27 * (i - 1), found[0], 0.25, yerr=found[1], capsize=3, color=f"C{i}", label=label)
+          label = None  # once per model
+        reported = paper.TABLE2[transform].get(model)
+        if reported is not None:
+          ax.scatter(j + 0.27 * (i - 1), reported, marker="_", s=200, color="k",
+                     label="paper" if (i, j) == (0, 0) else None)
+    ax.set(title="Table 2, sparse split, 3000 steps", xticks=range(3), xticklabels=transforms,
+           ylabel="linear-probe accuracy, unseen values", ylim=(0.4, 1.0))
+    ax.legend(fontsize=7, loc="lower right")
+  return [path]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -304,9 +356,14 @@ def main(argv: Sequence[str] | None = None) -> None:
   tab.add_argument("--out", type=pathlib.Path, default=None, help="a markdown file (default: print)")
   tab.add_argument("--readme", type=pathlib.Path, default=RESULTS_DIR.parent / "README.md",
                    help="with --out, also rewrite this README's headline table")
+  fig = commands.add_parser("figures", help="write docs/figures/results.png from the result files")
+  fig.add_argument("--results_dir", type=pathlib.Path, default=RESULTS_DIR)
+  fig.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR.parent / "docs" / "figures")
   args = parser.parse_args(argv)
   try:
-    if args.command == "record":
+    if args.command == "figures":
+      print("\n".join(str(p) for p in figures(args.results_dir, args.out)))
+    elif args.command == "record":
       print(record(args.workdir, args.experiment, args.setting, results_dir=args.results_dir,
                    results_name=args.results_name))
     else:

@@ -99,3 +99,16 @@ def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
   readme = f"intro\n{report.README_START}\nstale\n{report.README_END}\nrest\n"
   assert report.readme_with_headlines(readme, tmp_path / "results").endswith(
       f"{report.README_START}\n" + report.headline_markdown(tmp_path / "results") + f"{report.README_END}\nrest\n")
+
+
+def test_the_figure_is_written_from_the_result_files(tmp_path):
+  workdir = _workdir(tmp_path / "w", 0, {"meta_vae_N10": 0.1, "meta_vae_N50": 0.05})
+  report.record(workdir, "clustering", "1d", results_dir=tmp_path / "results")
+  (path,) = report.figures(tmp_path / "results", tmp_path / "figures")
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 300_000
+
+
+def test_the_committed_figures_are_small():
+  figures = list((report.RESULTS_DIR.parent / "docs").glob("**/*.png"))
+  assert figures and all(f.stat().st_size < 300_000 for f in figures)
+  assert sum(f.stat().st_size for f in figures) < 5_000_000
