@@ -49,6 +49,7 @@ class Table:
   scale: float = 1.0  # 100 for percentages
   digits: int = 3
   note: str = ""
+  command: str = ""  # how each seed's workdir was made (K the seed)
 
 
 def _clustering_rows(setting: str) -> tuple[Row, ...]:
@@ -71,21 +72,31 @@ BASELINE_VARIANTS = (("vhe", "sparse", "none", "VHE"), ("vhe", "sparse", "clamp"
 TABLES: tuple[Table, ...] = (
     Table("clustering", "Clustering error on 1000 unseen mixtures (%)",
           (*_clustering_rows("1d"), *_clustering_rows("2d")), scale=100, digits=2,
-          note="The paper's numbers (dimension not stated) stand beside both settings."),
+          note="The paper's numbers (dimension not stated) stand beside both settings.",
+          command="python -m experiments.clustering --config.data_dim=D --config.seed=K (D = 1, 2; the default "
+                  "budget)"),
     Table("physics", "Inclined planes: MSE of the inferred friction over the paper's region (angles 20-70, lengths "
           "2-20)",
           (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
            Row("VAE (L = 10, A = 45)", "default", "vae_mse_in_region"),
-           Row("Bayes-optimal posterior mean given D", "default", "bayes_optimal_mse_in_region")), digits=4,
-          note="The paper's column is its bound, \"MSE < 0.001\", read off Figure 2."),
+           Row("Bayes-optimal posterior mean given D", "default", "bayes_optimal_mse_in_region"),
+           *(Row(f"{label}, {where} the training planes' span", "default", f"region_{key}_training_span.{model}")
+             for key, where in (("within", "within"), ("beyond", "beyond"))
+             for model, label in (("meta_vae", "MetaVAE"), ("bayes_optimal", "Bayes-optimal")))), digits=4,
+          note="The paper's column is its bound, \"MSE < 0.001\", read off Figure 2. The region reaches past the "
+               "training planes (lengths to 20, angles to 70, against at most 10 and 60).",
+          command="python -m experiments.physics --config.seed=K (the default budget)"),
     Table("expfam", "Exponential families: MSE of the inferred parameter on unseen distributions",
           tuple(Row(f"{family}: {model}", "default", f"single.{family}.{key}")
                 for family in ("gaussian", "lognormal", "exponential")
-                for model, key in (("MetaVAE", "meta_vae"), ("VAE", "vae")))),
+                for model, key in (("MetaVAE", "meta_vae"), ("VAE", "vae"))),
+          command="python -m experiments.expfam --config.seed=K (the default budget)"),
     Table("mnist_table2", "MNIST Table 2, sparse split, 3000 steps: mean linear-probe accuracy on unseen values",
           tuple(Row(f"{transform}: {label}", f"{transform}_{model}", "mean_test_accuracy",
                     paper.TABLE2[transform].get(model))
-                for transform in ("rotate", "scale", "shear") for model, label in TABLE2_MODELS)),
+                for transform in ("rotate", "scale", "shear") for model, label in TABLE2_MODELS),
+          command="python -m experiments.mnist_T --config.data.manual_dir=../shared/data/mnist --config.model=M "
+                  "--config.split=sparse --config.num_steps=3000 --config.seed=K"),
     Table("mnist_baselines", "The original code's departures on MNIST (one seed): mean linear-probe accuracy at 600 "
           "steps (the epoch its inverted checkpoint selection keeps) and at 3000",
           tuple(Row(f"{transform}, {split}: {label}, {steps} steps",
@@ -96,7 +107,10 @@ TABLES: tuple[Table, ...] = (
                 if not (model == "meta_vae" and transform == "rotate")
                 for steps in (600, 3000)),
           note="clamp: Bernoulli probabilities clamped to [1e-7, 1 - 1e-7]; init: xavier_normal (gain sqrt 2) "
-               "kernels and zero biases; both as the original code (docs/design.md section 2)."),
+               "kernels and zero biases; both as the original code (docs/design.md section 2).",
+          command="the Table 2 command with --config.likelihood_clamp=1e-7 and/or --config.init=xavier_sqrt2, "
+                  "--config.num_steps=600, then again with 3000 in the same workdir (results_at_step_600.json and "
+                  "results_at_step_3000.json)"),
 )
 
 
@@ -213,7 +227,11 @@ def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
   seeds = sorted({e["seed"] for entries in loaded.values() for e in entries})
   fmt = lambda v: "" if v is None else f"{v * table.scale:.{table.digits}f}"  # noqa: E731
   header = ["", *(f"seed {s}" for s in seeds), "mean", "sd", "paper"]
-  lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+  lines = [f"### {table.title}", ""]
+  if table.command:
+    command = f"`{table.command}`" if table.command.startswith("python") else table.command
+    lines += [f"Command: {command}.", ""]
+  lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
   for row in table.rows:
     by_seed = {e["seed"]: _lookup(e["results"], row.path) for e in loaded[row.setting]}
     values = [v for v in by_seed.values() if v is not None]
