@@ -262,14 +262,17 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
              "num_test_mixtures": config.num_test_mixtures,
              "paper": paper.CLUSTERING}
   trainer.write_results(workdir, results)
-  plot(workdir, config, errors, by_mixtures, test_means, state.params, model, eval_key)
+  plot(workdir, config, errors, bayes_error, by_mixtures, test_means, state.params, model, eval_key)
   return results
 
 
-def plot(workdir, config, errors, by_mixtures, test_means, params, model, key):
+def plot(workdir, config, errors, bayes_error, by_mixtures, test_means, params, model, key):
   sizes = list(config.set_sizes)
   with figure(workdir / "clustering_error.png", figsize=(4.5, 3.2)) as (fig, ax):
     ax.plot(sizes, [100 * errors[f"meta_vae_N{n}"] for n in sizes], "o-", label="MetaVAE (ours)")
+    ax.plot(sizes, [100 * bayes_error["set_conditional"][f"N{n}"] for n in sizes], "k--",
+            label="Bayes classifier given the same D")
+    ax.axhline(100 * bayes_error["known_means"], color="k", ls=":", label="Bayes classifier given the means")
     ax.axhline(100 * errors["vae"], color="gray", ls="--", label="VAE, one mixture (ours)")
     reported = [n for n in sizes if f"meta_vae_N{n}" in paper.CLUSTERING]
     ax.plot(reported, [100 * paper.CLUSTERING[f"meta_vae_N{n}"] for n in reported], "s:", color="C1",
