@@ -58,7 +58,9 @@ def _clustering_rows(setting: str) -> tuple[Row, ...]:
     rows += [Row(f"{setting}: MetaVAE, N = {n}", setting, f"clustering_error.meta_vae_N{n}",
                  paper.CLUSTERING[f"meta_vae_N{n}"]),
              Row(f"{setting}: Bayes classifier given D, N = {n}", setting, f"bayes_error.set_conditional.N{n}")]
-  return (*rows, Row(f"{setting}: Bayes classifier given the means", setting, "bayes_error.known_means"))
+  return (*rows, Row(f"{setting}: Bayes classifier given the means", setting, "bayes_error.known_means"),
+          *(Row(f"{setting}: MetaVAE, N = {n}: share of test mixtures above 20 % error", setting,
+                f"mixtures_above_20pct_error.meta_vae_N{n}") for n in (10, 20, 50)))
 
 
 TABLE2_MODELS = (("meta_vae", "MetaVAE"), ("vhe", "VHE"), ("vae", "VAE (set ignored)"), ("ns", "NS"),

@@ -34,6 +34,8 @@ def test_clustering_end_to_end(tmp_path):
   assert written == json.loads(json.dumps(results))
   assert set(written["clustering_error"]) == {"vae", "meta_vae_N10", "meta_vae_N50"}
   assert all(0.0 <= e <= 0.5 for e in written["clustering_error"].values())
+  assert set(written["mixtures_above_20pct_error"]) == set(written["clustering_error"])
+  assert all(0.0 <= f <= 1.0 for f in written["mixtures_above_20pct_error"].values())
   assert (tmp_path / "clustering_error.png").stat().st_size > 0
   assert (tmp_path / "clustering_examples.png").stat().st_size > 0
   runs = {json.loads(line)["run"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
