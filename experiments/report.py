@@ -133,9 +133,10 @@ class Headline:
 
 HEADLINES: tuple[Headline, ...] = (
     *(Headline(f"Clustering error, {d}, N = 50 (%)", "clustering", d, "clustering_error.meta_vae_N50",
-               "bayes_error.set_conditional.N50", "9.9", 100, 2) for d in ("1d", "2d")),
+               "bayes_error.set_conditional.N50", f"{100 * paper.CLUSTERING['meta_vae_N50']:.1f}", 100, 2)
+      for d in ("1d", "2d")),
     Headline("Inclined planes: MSE of the friction over the paper's region", "physics", "default",
-             "meta_vae_mse_in_region", "bayes_optimal_mse_in_region", "< 0.001", digits=4),
+             "meta_vae_mse_in_region", "bayes_optimal_mse_in_region", f"< {paper.PLANES_MSE_BOUND}", digits=4),
     *(Headline(f"Table 2, {t}, sparse split, 3000 steps: MetaVAE accuracy", "mnist_table2", f"{t}_meta_vae",
                "mean_test_accuracy", None, str(paper.TABLE2[t]["meta_vae"])) for t in ("rotate", "scale", "shear")),
     *(Headline(f"Table 2, {t}, sparse split, 3000 steps: VHE accuracy", "mnist_table2", f"{t}_vhe",
@@ -179,7 +180,12 @@ def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir:
       raise ReportError(f"{path} does not exist: `record` needs a finished run made with provenance "
                         f"(rerun the command in {workdir}; a finished run is re-evaluated from its checkpoints)")
   sessions = read_jsonl(provenance_path)
-  config = sessions[-1]["config"]
+  results = json.loads(results_path.read_text())
+  # The config of the last session that ran to the results' step count (an evaluation at an earlier budget, such
+  # as results_at_step_600.json, keeps the config it was made with), else of the last session.
+  steps = results.get("train_steps")
+  config = next((s["config"] for s in reversed(sessions) if s["config"].get("num_steps") == steps),
+                sessions[-1]["config"])
   minutes: dict[str, float] = {}
   evaluation: dict[str, float] = {}
   times = workdir / "wall_times.jsonl"
@@ -189,7 +195,7 @@ def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir:
     if "evaluation_seconds" in line:  # an evaluation (the last one stands)
       evaluation[line["run"]] = (line.get("data_seconds", 0.0) + line["evaluation_seconds"]) / 60
   entry = {"experiment": experiment, "setting": setting, "seed": config["seed"], "results_file": results_name,
-           "results": json.loads(results_path.read_text()), "config": config,
+           "results": results, "config": config,
            "training_minutes": {run: round(m, 2) for run, m in minutes.items()},
            "evaluation_minutes": {run: round(m, 2) for run, m in evaluation.items()},
            "sessions": [{k: v for k, v in s.items() if k != "config"} for s in sessions]}

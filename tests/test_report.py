@@ -112,3 +112,15 @@ def test_the_committed_figures_are_small():
   figures = list((report.RESULTS_DIR.parent / "docs").glob("**/*.png"))
   assert figures and all(f.stat().st_size < 300_000 for f in figures)
   assert sum(f.stat().st_size for f in figures) < 5_000_000
+
+
+def test_an_earlier_evaluation_is_recorded_with_the_config_it_was_made_with(tmp_path):
+  workdir = _workdir(tmp_path / "w", 0, {"vae": 0.3})
+  (workdir / "results_at_step_600.json").write_text(json.dumps({"train_steps": 600, "accuracy": 0.5}))
+  sessions = [json.loads(line) for line in (workdir / rundir.PROVENANCE_NAME).read_text().splitlines()]
+  lines = [{**sessions[0], "config": {**sessions[0]["config"], "num_steps": n}} for n in (600, 3000)]
+  (workdir / rundir.PROVENANCE_NAME).write_text("".join(json.dumps(line) + "\n" for line in lines))
+  out = report.record(workdir, "toy", "cell/step_600", results_dir=tmp_path / "results",
+                      results_name="results_at_step_600.json")
+  assert json.loads(out.read_text())["config"]["num_steps"] == 600
+  assert len(json.loads(out.read_text())["sessions"]) == 2
