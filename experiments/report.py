@@ -81,7 +81,7 @@ TABLES: tuple[Table, ...] = (
           "2-20)",
           (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
            Row("VAE (L = 10, A = 45)", "default", "vae_mse_in_region"),
-           Row("Bayes-optimal posterior mean given D", "default", "bayes_optimal_mse_in_region"),
+           Row("Bayes-optimal posterior mean (the plane known)", "default", "bayes_optimal_mse_in_region"),
            *(Row(f"{label}, {where} the training planes' span", "default", f"region_{key}_training_span.{model}")
              for key, where in (("within", "within"), ("beyond", "beyond"))
              for model, label in (("meta_vae", "MetaVAE"), ("bayes_optimal", "Bayes-optimal")))), digits=4,
