@@ -93,6 +93,13 @@ TABLES: tuple[Table, ...] = (
                 for family in ("gaussian", "lognormal", "exponential")
                 for model, key in (("MetaVAE", "meta_vae"), ("VAE", "vae"))),
           command="python -m experiments.expfam --config.seed=K (the default budget)"),
+    Table("expfam", "Exponential families, many families (Figure 4): MSE of the inferred parameter, the MetaVAE over "
+          "30 Gaussian + 30 log-normal + 30 exponential distributions against one amortized over a single family",
+          tuple(Row(f"{family}{'' if family in ('gaussian', 'lognormal', 'exponential') else ' (unseen family)'}: "
+                    f"MetaVAE over {over}", "default", f"many.{family}.meta_vae_{key}")
+                for family in ("gaussian", "lognormal", "exponential", "laplace", "weibull", "beta")
+                for over, key in (("the three families", "90"), ("Gaussians", "gaussian"),
+                                  ("log-normals", "lognormal"), ("exponentials", "exponential")))),
     Table("mnist_table2", "MNIST Table 2, sparse split, 3000 steps: mean linear-probe accuracy on unseen values",
           tuple(Row(f"{transform}: {label}", f"{transform}_{model}", "mean_test_accuracy",
                     paper.TABLE2[transform].get(model))
