@@ -2,6 +2,7 @@
 
     python -m experiments.benchmark                      # the four models, K = 5, B = 100, N = 10
     python -m experiments.benchmark --models meta_vae --json
+    python -m experiments.benchmark --record results/benchmark/cpu.json  # the performance page's data
     python -m experiments.benchmark --scaling --out DIR  # step time against K, N and B: table, log-log plot
     python -m experiments.benchmark --devices 1,2,4,8    # throughput per device (fake CPU devices on a CPU)
     python -m experiments.benchmark --compute-dtype bfloat16  # mixed precision (GPU/TPU): bfloat16 products
@@ -292,6 +293,10 @@ def main(argv=None) -> None:
   parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: time the step sharded over that many devices")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("workdirs/benchmark"), help="for --scaling")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
+  parser.add_argument("--record", type=pathlib.Path, default=None, metavar="FILE",
+                      help="also write the JSON object, with the commit and the machine, to FILE (e.g. "
+                           "results/benchmark/cpu.json, which `python -m experiments.report tables` turns into the "
+                           "performance page)")
   parser.add_argument("--model-sizes", choices=("mnist", "quick"), default="mnist",
                       help="the models' sizes: the MNIST experiments', or their quick config's (compiles fast)")
   parser.add_argument("--compute-dtype", choices=tuple(COMPUTE_DTYPES), default="float32",
@@ -328,6 +333,13 @@ def main(argv=None) -> None:
   rows = [benchmark_step(model, **defaults, **timing, num_devices=n) for n in device_counts for model in models]
   for row in rows:
     row["original_sec_per_step"] = ORIGINAL_SECONDS[row["model"]] if args.model_sizes == "mnist" else None
+  if args.record is not None:
+    from experiments import rundir
+
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_text(args.record, json.dumps({**header, "rows": rows, "provenance": rundir.provenance(),
+                                                      "arguments": vars(args) | {"record": str(args.record)}},
+                                                     indent=1, default=str) + "\n")
   if args.json:
     print(json.dumps({**header, "rows": rows}))
     return

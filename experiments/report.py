@@ -305,6 +305,35 @@ def readme_with_headlines(readme: str, results_dir: pathlib.Path = RESULTS_DIR) 
   return readme[:start] + "\n" + headline_markdown(results_dir) + readme[end:]
 
 
+def performance_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
+  """The performance page: a table of each benchmark record (`python -m experiments.benchmark --record FILE`)."""
+  lines = ["<!-- Written by `python -m experiments.report tables` from results/benchmark/; do not edit by hand. -->",
+           "", "# Performance", "",
+           "`python -m experiments.benchmark` times the jitted training step of the MetaVAE and its three baselines at "
+           "the MNIST setting (K = 5 distributions, B = 100 queries, sets of N = 10), beside a dense matmul measured "
+           "in the same run, so that each step's share of the machine's matrix throughput is known. The original "
+           "code's seconds per step are those of docs/design.md section 8 (other machines).", ""]
+  records = sorted((pathlib.Path(results_dir) / "benchmark").glob("*.json"))
+  if not records:
+    lines.append("No benchmark is recorded yet: `python -m experiments.benchmark --record results/benchmark/NAME.json` "
+                 "on an otherwise idle machine.")
+  for path in records:
+    record = json.loads(path.read_text())
+    source = record["provenance"]
+    lines += [f"## {path.stem}: {record['device']}, {source['machine']}", "",
+              f"JAX {record['jax_version']}, {record['compute_dtype']} products, commit {str(source['commit'])[:7]}, "
+              f"{source['started'][:10]}.", "",
+              "| model | parameters | s / step | s / step back to back | GFLOP / step | GFLOP/s | matmul GFLOP/s | "
+              "of matmul | original s / step |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+      lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.2f} M | {r['sec_per_step']:.3f} | "
+                   f"{r['sec_per_step_back_to_back']:.3f} | {r['model_gflop_per_step']:.2f} | "
+                   f"{r['achieved_gflops']:.1f} | {r['matmul_gflops']:.1f} | {100 * r['fraction_of_matmul']:.0f} % | "
+                   f"{r['original_sec_per_step'] if r['original_sec_per_step'] is not None else ''} |")
+    lines.append("")
+  return "\n".join(lines).rstrip("\n") + "\n"
+
+
 OPEN = f"""### What stays open
 
 - Small NORB (Table 2's lower half): the dataset cannot be downloaded on the project's machine. Its pipeline, its conv
@@ -405,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(text)
       else:
         atomic_write_text(args.out, text)
+        atomic_write_text(args.out.parent / "performance.md", performance_markdown(args.results_dir))
         if args.readme is not None:
           atomic_write_text(args.readme, readme_with_headlines(args.readme.read_text(), args.results_dir))
   except ReportError as error:

@@ -8,15 +8,21 @@ import sys
 import jax
 import pytest
 
-from experiments import benchmark
+from experiments import benchmark, report
 
 TINY = ["--num-distributions", "2", "--batch-size", "4", "--set-size", "3", "--num-examples", "50", "--steps", "2",
         "--matmul-size", "128", "--model-sizes", "quick", "--json"]
 
 
-def test_benchmark_prints_json_with_finite_numbers(capsys):
-  benchmark.main(["--models", "ns", *TINY])  # the MetaVAE runs in the test below
+def test_benchmark_prints_json_with_finite_numbers(capsys, tmp_path):
+  record = tmp_path / "benchmark" / "tiny.json"
+  benchmark.main(["--models", "ns", *TINY, "--record", str(record)])  # the MetaVAE runs in the test below
   rows = json.loads(capsys.readouterr().out)["rows"]
+  # The record keeps the same rows with the commit and the machine, and the performance page is made from it.
+  recorded = json.loads(record.read_text())
+  assert recorded["rows"] == rows and recorded["provenance"]["machine"]
+  page = report.performance_markdown(tmp_path)
+  assert f"| ns | {rows[0]['parameters'] / 1e6:.2f} M | {rows[0]['sec_per_step']:.3f} |" in page
   assert [r["model"] for r in rows] == ["ns"]
   assert rows[0]["set_size"] == 4  # the NS's set is its batch
   for result in rows:

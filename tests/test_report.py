@@ -71,9 +71,10 @@ def test_tables_refuse_seeds_that_ran_different_configs(tmp_path):
 
 
 def test_the_committed_tables_are_the_ones_the_committed_result_files_make():
-  written = report.RESULTS_DIR.parent / "docs" / "results.md"
-  assert written.read_text() == report.tables_markdown(), "run `python -m experiments.report tables --out " \
-                                                          "docs/results.md`"
+  docs = report.RESULTS_DIR.parent / "docs"
+  fix = "run `python -m experiments.report tables --out docs/results.md`"
+  assert (docs / "results.md").read_text() == report.tables_markdown(), fix
+  assert (docs / "performance.md").read_text() == report.performance_markdown(), fix
 
 
 def test_the_configs_point_at_tables_the_report_writes():
