@@ -77,6 +77,18 @@ TABLES: tuple[Table, ...] = (
           note="The paper's numbers (dimension not stated) stand beside both settings.",
           command="python -m experiments.clustering --config.data_dim=D --config.seed=K (D = 1, 2; the default "
                   "budget)"),
+    Table("clustering_labels", "Clustering, 2-D, N = 50: how a decoder's component labels are set (error on unseen "
+          "mixtures, %)",
+          tuple(Row(f"{label}: {what}", f"2d_N50_{labels}", path)
+                for labels, label in (("fixed", "fixed by initialisation (the paper)"),
+                                      ("matched", "both orders scored, the better kept"),
+                                      ("anchored", "the component of the set's first point is 0 (default)"))
+                for what, path in (("MetaVAE", "clustering_error.meta_vae_N50"),
+                                   ("share of mixtures above 20 % error", "mixtures_above_20pct_error.meta_vae_N50"),
+                                   ("Bayes classifier given D", "bayes_error.set_conditional.N50"))),
+          scale=100, digits=2,
+          command="python -m experiments.clustering --config.data_dim=2 --config.set_sizes='(50,)' "
+                  "--config.train_mixture_counts='()' --config.decoder_labels=L --config.seed=K"),
     Table("physics", "Inclined planes: MSE of the inferred friction over the paper's region (angles 20-70, lengths "
           "2-20)",
           (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
