@@ -198,20 +198,27 @@ def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir:
     if not path.exists():
       raise ReportError(f"{path} does not exist: `record` needs a finished run made with provenance "
                         f"(rerun the command in {workdir}; a finished run is re-evaluated from its checkpoints)")
-  sessions = read_jsonl(provenance_path)
+  lines = read_jsonl(provenance_path)
+  finished = {line["finished"] for line in lines if "finished" in line}
+  sessions = [line for line in lines if "config" in line]
   results = json.loads(results_path.read_text())
-  # The config of the last session that ran to the results' step count (an evaluation at an earlier budget, such
-  # as results_at_step_600.json, keeps the config it was made with), else of the last session.
+  # The results come from the last session that ran to its end (workdirs from before the "finished" lines: the
+  # last session) and, for an evaluation at an earlier budget (results_at_step_600.json, say), from the last such
+  # session that ran to the results' step count; the sessions after it, and their minutes, are not this result's.
   steps = results.get("train_steps")
-  config = next((s["config"] for s in reversed(sessions) if s["config"].get("num_steps") == steps),
-                sessions[-1]["config"])
+  ended = [i for i, s in enumerate(sessions) if s["started"] in finished] or [len(sessions) - 1]
+  last = next((i for i in reversed(ended) if steps is None or sessions[i]["config"].get("num_steps") == steps),
+              ended[-1])
+  config, sessions = sessions[last]["config"], sessions[:last + 1]
   minutes: dict[str, float] = {}
   evaluation: dict[str, float] = {}
   times = workdir / "wall_times.jsonl"
   for line in read_jsonl(times) if times.exists() else []:
+    if steps is not None and line["step"] > steps:
+      continue
     if "seconds" in line:  # a logged training window
       minutes[line["run"]] = minutes.get(line["run"], 0.0) + line["seconds"] / 60
-    if "evaluation_seconds" in line:  # an evaluation (the last one stands)
+    if "evaluation_seconds" in line and (steps is None or line["step"] == steps):  # the last evaluation stands
       evaluation[line["run"]] = (line.get("data_seconds", 0.0) + line["evaluation_seconds"]) / 60
   entry = {"experiment": experiment, "setting": setting, "seed": config["seed"], "results_file": results_name,
            "results": results, "config": config,
@@ -264,7 +271,11 @@ def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
     values = [v for v in by_seed.values() if v is not None]
     mean, deviation = _mean_and_deviation(values) if values else (None, None)
     cells = [fmt(by_seed.get(s)) for s in seeds]
-    summary = [fmt(mean), fmt(deviation)] if values else ["not run", ""]
+    if values:  # a mean over some of the setting's seeds says over how many
+      partial = f" ({len(values)} of {len(by_seed)} seeds)" if len(values) < len(by_seed) else ""
+      summary = [fmt(mean) + partial, fmt(deviation)]
+    else:
+      summary = ["not in its result files" if by_seed else "not run", ""]
     lines.append("| " + " | ".join([row.label, *cells, *summary, fmt(row.paper)]) + " |")
   if table.note:
     lines += ["", table.note]
@@ -277,8 +288,8 @@ def wall_times_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
   lines = ["### Training time of each setting", "",
            "Minutes per seed, summed over the setting's runs and averaged over its seeds; other jobs may have shared "
            "the machine.", "",
-           "| experiment | setting | seeds | training minutes | evaluation minutes | machine, devices |",
-           "|---|---|---|---|---|---|"]
+           "| experiment | setting | seeds | training minutes | evaluation minutes | machine, devices | commits |",
+           "|---|---|---|---|---|---|---|"]
   for directory in sorted({f.parent for f in pathlib.Path(results_dir).glob("**/seed_*.json")}):
     entries = [json.loads(f.read_text()) for f in sorted(directory.glob("seed_*.json"))]
     means = [sum(sum(e.get(field, {}).values()) for e in entries) / len(entries)
@@ -286,15 +297,16 @@ def wall_times_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
     machines = sorted({f"{s['machine']}, {s['devices']}" for e in entries for s in e["sessions"]})
     setting = directory.relative_to(results_dir)
     evaluated = any(e.get("evaluation_minutes") for e in entries)  # only some experiments time their evaluation
+    commits = sorted({str(s["commit"])[:7] for e in entries for s in e["sessions"]})
     lines.append(f"| {setting.parts[0]} | {'/'.join(setting.parts[1:])} | {len(entries)} | {means[0]:.1f} | "
-                 f"{f'{means[1]:.1f}' if evaluated else ''} | {'; '.join(machines)} |")
+                 f"{f'{means[1]:.1f}' if evaluated else ''} | {'; '.join(machines)} | {', '.join(commits)} |")
   return "\n".join(lines) + "\n"
 
 
 def headline_markdown(results_dir: pathlib.Path = RESULTS_DIR, headlines: Sequence[Headline] = HEADLINES) -> str:
   """The README's table: mean +- standard deviation over the seeds (their number), the Bayes floor of the same runs
   where there is one, and the paper's number."""
-  lines = ["| result | ours: mean +- sd (seeds) | Bayes-optimal, same data | paper |", "|---|---|---|---|"]
+  lines = ["| result | ours: mean +- sd (seeds) | Bayes floor (results page) | paper |", "|---|---|---|---|"]
   for h in headlines:
     entries = load(results_dir, h.experiment, h.setting)
     cells = []

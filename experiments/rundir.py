@@ -10,7 +10,8 @@
   torn last line (a kill in the middle of an append) is dropped with a warning that names the file.
 - Each time a run takes its workdir, `workdir/provenance.jsonl` gains a line saying what ran there: the config, the
   git commit of the code (and whether it had uncommitted changes), the machine and the JAX devices
-  (`provenance`). `python -m experiments.report record` copies it beside the results.
+  (`provenance`), and a line {"finished": <its start>} when the run returns. `python -m experiments.report record`
+  copies it beside the results.
 """
 
 from __future__ import annotations
@@ -135,9 +136,14 @@ def owns_workdir(run: Callable[..., Any]) -> Callable[..., Any]:
     if jax.process_index() != 0:
       return run(config, workdir, *args, **kwargs)
     with WorkdirLock(workdir):
-      with (pathlib.Path(workdir) / PROVENANCE_NAME).open("a") as f:
-        f.write(json.dumps({**provenance(), "config": config.to_dict()}) + "\n")
-      return run(config, workdir, *args, **kwargs)
+      session = {**provenance(), "config": config.to_dict()}
+      log = pathlib.Path(workdir) / PROVENANCE_NAME
+      with log.open("a") as f:
+        f.write(json.dumps(session) + "\n")
+      result = run(config, workdir, *args, **kwargs)
+      with log.open("a") as f:  # the session ran to its end (its results, if any, are written)
+        f.write(json.dumps({"finished": session["started"]}) + "\n")
+      return result
 
   return locked
 

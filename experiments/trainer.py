@@ -399,7 +399,7 @@ def _tensorboard(workdir: pathlib.Path, run: str, start: int) -> Any:
     return _NoBoard()
   from tensorboardX import SummaryWriter
 
-  return SummaryWriter(str(workdir / "tensorboard" / run), purge_step=start or None, flush_secs=30,
+  return SummaryWriter(str(workdir / "tensorboard" / run), purge_step=start, flush_secs=30,
                        filename_suffix=f".from_step_{start}")  # two sessions within a second: two files
 
 

@@ -12,7 +12,8 @@ def _workdir(path, seed, errors, *, hidden=128):
   """A finished clustering-like workdir: results.json, provenance.jsonl and wall_times.jsonl."""
   path.mkdir(parents=True)
   (path / "results.json").write_text(json.dumps({"clustering_error": errors, "set_sizes": [10]}))
-  session = {"commit": "abc", "uncommitted_changes": False, "machine": "test machine", "devices": "1 x cpu"}
+  session = {"started": "2026-12-05T00:00:00+00:00", "commit": "abc", "uncommitted_changes": False,
+             "machine": "test machine", "devices": "1 x cpu"}
   (path / rundir.PROVENANCE_NAME).write_text(json.dumps({**session, "config": {"seed": seed, "hidden": hidden,
                                                                                "data": {"manual_dir": str(path)}}})
                                              + "\n")
@@ -35,8 +36,8 @@ def test_record_keeps_results_config_sessions_and_minutes(tmp_path):
   entry = json.loads(out.read_text())
   assert entry["results"]["clustering_error"]["vae"] == 0.25
   assert entry["config"]["hidden"] == 128 and entry["seed"] == 3
-  assert entry["sessions"] == [{"commit": "abc", "uncommitted_changes": False, "machine": "test machine",
-                                "devices": "1 x cpu"}]
+  assert entry["sessions"] == [{"started": "2026-12-05T00:00:00+00:00", "commit": "abc",
+                                "uncommitted_changes": False, "machine": "test machine", "devices": "1 x cpu"}]
   assert entry["training_minutes"] == {"vae": 1.0, "meta_vae_N10": 1.0}
   assert entry["evaluation_minutes"] == {"vae": 1.0}  # the last evaluation, with its data preparation
 
@@ -60,7 +61,14 @@ def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_p
   assert lines[6] == "| Missing |  |  |  | not run |  |  |"
   times = report.wall_times_markdown(tmp_path / "results").splitlines()
   # Two runs of two 30-second windows, and the last evaluation of one of them: 54 + 6 seconds.
-  assert times[6:] == ["| toy | 2d | 3 | 2.0 | 1.0 | test machine, 1 x cpu |"]
+  assert times[6:] == ["| toy | 2d | 3 | 2.0 | 1.0 | test machine, 1 x cpu | abc |"]
+  partial = report.Table("toy", "t", (report.Row("MetaVAE N10", "2d", "clustering_error.meta_vae_N10"),
+                                      report.Row("absent", "2d", "clustering_error.misspelt")))
+  seed_3 = _workdir(tmp_path / "w3", 3, {"vae": 0.3})  # a seed from before the metric
+  report.record(seed_3, "toy", "2d", results_dir=tmp_path / "results")
+  rows = report.table_markdown(partial, tmp_path / "results").splitlines()
+  assert rows[4].endswith("| 0.300 (3 of 4 seeds) | 0.265 |  |")
+  assert rows[5].endswith("| not in its result files |  |  |")
 
 
 def test_tables_refuse_seeds_that_ran_different_configs(tmp_path):
@@ -115,13 +123,24 @@ def test_the_committed_figures_are_small():
   assert sum(f.stat().st_size for f in figures) < 5_000_000
 
 
-def test_an_earlier_evaluation_is_recorded_with_the_config_it_was_made_with(tmp_path):
+def test_an_earlier_evaluation_is_recorded_with_its_own_config_sessions_and_minutes(tmp_path):
   workdir = _workdir(tmp_path / "w", 0, {"vae": 0.3})
   (workdir / "results_at_step_600.json").write_text(json.dumps({"train_steps": 600, "accuracy": 0.5}))
   sessions = [json.loads(line) for line in (workdir / rundir.PROVENANCE_NAME).read_text().splitlines()]
-  lines = [{**sessions[0], "config": {**sessions[0]["config"], "num_steps": n}} for n in (600, 3000)]
+  lines = []
+  for n, started in ((600, "t1"), (3000, "t2"), (3000, "t3")):  # t3 failed before its end
+    lines.append({**sessions[0], "started": started, "config": {**sessions[0]["config"], "num_steps": n}})
+    if started != "t3":
+      lines.append({"finished": started})
   (workdir / rundir.PROVENANCE_NAME).write_text("".join(json.dumps(line) + "\n" for line in lines))
-  out = report.record(workdir, "toy", "cell/step_600", results_dir=tmp_path / "results",
-                      results_name="results_at_step_600.json")
-  assert json.loads(out.read_text())["config"]["num_steps"] == 600
-  assert len(json.loads(out.read_text())["sessions"]) == 2
+  with (workdir / "wall_times.jsonl").open("a") as f:  # the 3000-step session's window and evaluation
+    f.write(json.dumps({"run": "vae", "step": 700, "seconds": 600.0}) + "\n")
+    f.write(json.dumps({"run": "vae", "step": 3000, "data_seconds": 0.0, "evaluation_seconds": 600.0}) + "\n")
+  early = json.loads(report.record(workdir, "toy", "cell/step_600", results_dir=tmp_path / "results",
+                                   results_name="results_at_step_600.json").read_text())
+  assert early["config"]["num_steps"] == 600 and [s["started"] for s in early["sessions"]] == ["t1"]
+  assert early["training_minutes"]["vae"] == 1.0 and "vae" not in early["evaluation_minutes"]
+  (workdir / "results.json").write_text(json.dumps({"train_steps": 3000, "accuracy": 0.6}))
+  late = json.loads(report.record(workdir, "toy", "cell/step_3000", results_dir=tmp_path / "results").read_text())
+  assert [s["started"] for s in late["sessions"]] == ["t1", "t2"]  # not t3, which never finished
+  assert late["training_minutes"]["vae"] == 11.0 and late["evaluation_minutes"]["vae"] == 10.0

@@ -159,8 +159,10 @@ def test_each_run_on_a_workdir_appends_its_provenance(tmp_path):
   run(config, tmp_path)
   config.seed = 5
   run(config, tmp_path)
-  sessions = rundir.read_jsonl(tmp_path / rundir.PROVENANCE_NAME)
+  lines = rundir.read_jsonl(tmp_path / rundir.PROVENANCE_NAME)
+  sessions = [line for line in lines if "config" in line]
   assert [s["config"]["seed"] for s in sessions] == [4, 5]
+  assert [line["finished"] for line in lines if "finished" in line] == [s["started"] for s in sessions]
   head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=pathlib.Path(__file__).parent, capture_output=True,
                         text=True).stdout.strip()
   assert sessions[0]["commit"] == (head or None)
