@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from experiments import invariance, trainer, variants
 from experiments.configs import mnist_rotate, mnist_scale, norb_lighting
+from meta_amortized import networks
 from tests.conftest import MNIST_MANUAL_DIR
 
 
@@ -507,8 +509,21 @@ def test_the_original_codes_init_and_clamp_are_switches_of_the_baselines():
   flax_params, _ = default.init(jax.random.key(0))
   np.testing.assert_array_equal(params["pseudo_inputs"], flax_params["pseudo_inputs"])  # not a Dense layer
   kernels = [(p, x) for p, x in jax.tree_util.tree_leaves_with_path(params) if p[-1].key == "kernel"]
-  biases = [x for p, x in jax.tree_util.tree_leaves_with_path(params) if p[-1].key == "bias"]
-  assert kernels and all(float(jnp.max(jnp.abs(b))) == 0.0 for b in biases)
+  assert kernels
+  # Biases start at zero whatever their values were (Flax's are zero too, so shift them first to see it).
+  shifted = jax.tree_util.tree_map_with_path(lambda p, x: x + 1.0 if p[-1].key == "bias" else x, params)
+  again = networks.reinitialize_dense(shifted, jax.random.key(3), nn.initializers.variance_scaling(2.0, "fan_avg",
+                                                                                                   "normal"))
+  biases = [x for p, x in jax.tree_util.tree_leaves_with_path(again) if p[-1].key == "bias"]
+  assert biases and all(float(jnp.max(jnp.abs(b))) == 0.0 for b in biases)
+  # The clamp reaches the likelihood: a pixel the decoder calls certain and wrong costs log(1e-7), not more.
+  x = jnp.ones((1, 784))
+  z, c = jnp.zeros((1, config.latent_dim)), jnp.zeros((1, config.context_dim))
+  decoder = {"params": jax.tree.map(jnp.zeros_like, params["decoder"]["params"])}
+  output = max(decoder["params"], key=lambda name: decoder["params"][name]["bias"].shape[-1])  # the 784 logits
+  decoder["params"][output]["bias"] = jnp.full_like(decoder["params"][output]["bias"], -40.0)
+  assert float(model.log_likelihood({**params, "decoder": decoder}, x, z, c)[0]) == pytest.approx(784 * np.log(1e-7),
+                                                                                                 rel=1e-4)
   widest = max(kernels, key=lambda item: item[1].size)[1]  # xavier_normal, gain sqrt 2: std 2 / sqrt(fan_in + fan_out)
   assert float(jnp.std(widest)) == pytest.approx(2 / np.sqrt(sum(widest.shape)), rel=0.05)
   config.model = "meta_vae"
