@@ -3,13 +3,12 @@ q(c | D), q(z | x, c), p(z | c), p(x | z, c)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 
 from meta_amortized.distributions import DiagonalGaussian
-from meta_amortized.networks.layers import MLP, Activation, gaussian_from_params, nn
+from meta_amortized.networks.layers import Activation, gaussian_from_params, nn
+from meta_amortized.networks.mlp import Encoder
 
 __all__ = ["CONTEXT_MERGES", "ContextPosterior", "LatentPosterior", "LatentPrior", "StatisticianDecoder",
            "embed_with_context", "join_context"]
@@ -113,8 +112,8 @@ class LatentPosterior(nn.Module):
     return gaussian_from_params(nn.Dense(2 * self.latent_dim)(h))
 
 
-class LatentPrior(nn.Module):
-  """p(z | c): C -> 400 -> 400 -> 2Z with ELU.
+class LatentPrior(Encoder):
+  """p(z | c): C -> 400 -> 400 -> 2Z with ELU (an `Encoder` of c).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -125,12 +124,7 @@ class LatentPrior(nn.Module):
     (4, 2)
   """
 
-  hidden: Sequence[int] = (400, 400)
-  latent_dim: int = 40
-
-  @nn.compact
-  def __call__(self, c: jax.Array) -> DiagonalGaussian:
-    return gaussian_from_params(MLP(tuple(self.hidden) + (2 * self.latent_dim,), nn.elu)(c))
+  activation: Activation = nn.elu
 
 
 class StatisticianDecoder(nn.Module):
