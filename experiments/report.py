@@ -250,6 +250,11 @@ def load(results_dir: pathlib.Path, experiment: str, setting: str) -> list[dict[
   return entries
 
 
+def _values(entries: Sequence[dict[str, Any]], path: str) -> list[float]:
+  """The value at `path` of each result file that has one."""
+  return [v for v in (_lookup(e["results"], path) for e in entries) if v is not None]
+
+
 def _mean_and_deviation(values: Sequence[float]) -> tuple[float, float | None]:
   mean = sum(values) / len(values)
   if len(values) < 2:
@@ -313,7 +318,7 @@ def headline_markdown(results_dir: pathlib.Path = RESULTS_DIR, headlines: Sequen
     entries = load(results_dir, h.experiment, h.setting)
     cells = []
     for path in (h.path, h.floor_path):
-      values = [v for v in (_lookup(e["results"], path) for e in entries) if v is not None] if path else []
+      values = _values(entries, path) if path else []
       if not values:
         cells.append("not run" if path else "-")
         continue
@@ -382,7 +387,7 @@ def tables_markdown(results_dir: pathlib.Path = RESULTS_DIR, tables: Sequence[Ta
 
 
 def _summary(results_dir: pathlib.Path, experiment: str, setting: str, path: str) -> tuple[float, float] | None:
-  values = [v for v in (_lookup(e["results"], path) for e in load(results_dir, experiment, setting)) if v is not None]
+  values = _values(load(results_dir, experiment, setting), path)
   if not values:
     return None
   mean, deviation = _mean_and_deviation(values)
