@@ -120,14 +120,12 @@ def wall_time(cell: pathlib.Path, model: str, steps: int, log_every: int) -> dic
   path = cell / "wall_times.jsonl"
   if not path.exists():
     return None
-  records = [r for r in map(json.loads, path.read_text().splitlines()) if r["run"] == model and r["step"] <= steps]
-  windows = {r["step"]: r["seconds"] for r in records if "seconds" in r}
-  evaluation = [r for r in records if r["step"] == steps and "evaluation_seconds" in r]
+  windows, evaluation = rundir.logged_seconds(path, model, steps)
   # Every window up to `steps` (a budget that is not a multiple of log_every adds one of its own).
-  if not evaluation or not {*range(log_every, steps + 1, log_every), steps} <= windows.keys():
+  if evaluation is None or not {*range(log_every, steps + 1, log_every), steps} <= windows.keys():
     return None
-  return {"train_seconds": sum(windows.values()), "data_seconds": evaluation[-1]["data_seconds"],
-          "evaluation_seconds": evaluation[-1]["evaluation_seconds"], "devices": evaluation[-1]["devices"]}
+  return {"train_seconds": sum(windows.values()), "data_seconds": evaluation["data_seconds"],
+          "evaluation_seconds": evaluation["evaluation_seconds"], "devices": evaluation["devices"]}
 
 
 def wall_times(config, found, workdir: pathlib.Path) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments import paper
-from experiments.rundir import PROVENANCE_NAME, atomic_write_text, read_jsonl
+from experiments.rundir import PROVENANCE_NAME, atomic_write_text, logged_seconds, read_jsonl
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "results"
 # Config fields that may differ between the seeds of one setting (where they run, not what they compute).
@@ -215,13 +215,12 @@ def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir:
   minutes: dict[str, float] = {}
   evaluation: dict[str, float] = {}
   times = workdir / "wall_times.jsonl"
-  for line in read_jsonl(times) if times.exists() else []:
-    if steps is not None and line["step"] > steps:
-      continue
-    if "seconds" in line:  # a logged training window
-      minutes[line["run"]] = minutes.get(line["run"], 0.0) + line["seconds"] / 60
-    if "evaluation_seconds" in line and (steps is None or line["step"] == steps):  # the last evaluation stands
-      evaluation[line["run"]] = (line.get("data_seconds", 0.0) + line["evaluation_seconds"]) / 60
+  for run in dict.fromkeys(line["run"] for line in read_jsonl(times)) if times.exists() else ():
+    windows, evaluated = logged_seconds(times, run, steps)  # the windows up to `steps`, its evaluation there
+    if windows:
+      minutes[run] = sum(windows.values()) / 60
+    if evaluated is not None:
+      evaluation[run] = (evaluated.get("data_seconds", 0.0) + evaluated["evaluation_seconds"]) / 60
   entry = {"experiment": experiment, "setting": setting, "seed": config["seed"], "results_file": results_name,
            "results": results, "config": config,
            "training_minutes": {run: round(m, 2) for run, m in minutes.items()},

@@ -169,6 +169,15 @@ def read_jsonl(path: pathlib.Path) -> list[dict]:
   return [record for _, record in _lines_and_records(pathlib.Path(path))]
 
 
+def logged_seconds(path: pathlib.Path, run: str, steps: int | None = None) -> tuple[dict[int, float], dict | None]:
+  """What a wall_times.jsonl says of `run` up to `steps` (all of it when None): its training windows {step: seconds}
+  and its last evaluation record (data_seconds, evaluation_seconds, devices) at `steps` (at any step when None)."""
+  records = [r for r in read_jsonl(path) if r["run"] == run and (steps is None or r["step"] <= steps)]
+  windows = {r["step"]: r["seconds"] for r in records if "seconds" in r}
+  evaluations = [r for r in records if "evaluation_seconds" in r and (steps is None or r["step"] == steps)]
+  return windows, evaluations[-1] if evaluations else None
+
+
 class MetricsLog:
   """Appends one JSON line per logged step to `path`, each tagged with the run's name."""
 
