@@ -35,7 +35,7 @@ from meta_amortized.training import init_train_state
 PAPER_TABLE2 = paper.TABLE2
 TABLE1_COLUMNS = ("rotate", "scale", "shear")
 TABLE1_MODELS = ("meta_vae", "vae")  # the paper's MetaVAE, and the VAE control whose codes ignore the set
-PAPER_TABLE1 = {"rotate": (1.65, 4.44, 4.09), "scale": (5.44, 2.16, 4.92), "shear": (3.79, 4.89, 1.47)}
+PAPER_TABLE1 = paper.TABLE1
 
 
 def cell_config(config: ml_collections.ConfigDict, transform: str, split: str, model: str):
@@ -172,11 +172,12 @@ def code_distances(model, params, images: jax.Array, run: ml_collections.ConfigD
           for i, column in enumerate(TABLE1_COLUMNS)]
 
 
-def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
+def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, dict]]:
   """Code distances of the `table1_model` (the MetaVAE unless set) trained on each transformation (rows) under
   each transformation (columns), with each code's sets from its own distribution (Table 1) and, second, with every
   set from the untransformed images, beside the distance that fresh sets alone make and the distance between
-  different images: the markdown tables and {row: Table 1's distances} of the trained rows."""
+  different images: the markdown tables and, for each trained row, {"own_sets": Table 1's distances, "base_sets":
+  the second table's, "fresh_sets_only": ..., "different_images": ...}."""
   data = mnist.load_mnist(pathlib.Path(config.run.data.data_dir).expanduser(), manual_dir=config.run.data.manual_dir,
                           num_examples={"test": config.table1_images})
   images = jnp.asarray(data["test"][0])
@@ -207,19 +208,21 @@ def table1(config, workdir: pathlib.Path) -> tuple[str, dict[str, list[float]]]:
       own.append(f"| {row} | not trained | | | |")
       base.append(f"| {row} | not trained | | | | |")
       continue
-    rows[row] = code_distances(model, state.params, images, run, sets="own")
+    own_sets = code_distances(model, state.params, images, run, sets="own")
     # The identity (a rotation by 0) under code_distance: each image against itself, only the sets redrawn.
     fresh_sets = invariance.code_distance(model, state.params, jax.random.key(len(TABLE1_COLUMNS)), images, "rotate",
                                           (invariance.BASE_VALUES["rotate"],), config=run)
     spread = invariance.code_spread(model, state.params, jax.random.key(len(TABLE1_COLUMNS) + 1), images, config=run)
-    paper = " / ".join(str(v) for v in PAPER_TABLE1[row])
-    own.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in rows[row]) + f" | {paper} |")
+    reported = " / ".join(str(v) for v in PAPER_TABLE1[row])
+    own.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in own_sets) + f" | {reported} |")
     base_sets = code_distances(model, state.params, images, run, sets="base")
     base.append(f"| {row} | " + " | ".join(f"{d:.2f}" for d in base_sets) + f" | {fresh_sets:.2f} | {spread:.2f} |")
+    rows[row] = {"own_sets": own_sets, "base_sets": base_sets, "fresh_sets_only": fresh_sets,
+                 "different_images": spread}
   return "\n".join(own + [""] + base) + "\n", rows
 
 
-def bar_charts(config, found, table1_rows: dict[str, list[float]], workdir: pathlib.Path) -> None:
+def bar_charts(config, found, table1_rows: dict[str, dict], workdir: pathlib.Path) -> None:
   """table2_bars.png: mean unseen accuracy per transformation and model, one panel per split, the paper's
   MetaVAE as a black tick; table1_bars.png: the code distances, grouped by what the MetaVAE was amortized over."""
   width = 0.8 / len(config.models)
@@ -240,7 +243,7 @@ def bar_charts(config, found, table1_rows: dict[str, list[float]], workdir: path
       ax.legend(fontsize=7)
   with figure(workdir / "table1_bars.png", figsize=(5, 3.2)) as (_, ax):
     for j, column in enumerate(TABLE1_COLUMNS):
-      ax.bar([i + j * 0.27 for i in range(len(table1_rows))], [d[j] for d in table1_rows.values()], 0.27,
+      ax.bar([i + j * 0.27 for i in range(len(table1_rows))], [d["own_sets"][j] for d in table1_rows.values()], 0.27,
              label=f"applied: {column}")
     ax.set_xticks([i + 0.27 for i in range(len(table1_rows))], [f"amortized over {r}" for r in table1_rows])
     ax.set_ylabel("mean code distance")
@@ -286,7 +289,13 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   figure7(config, found, workdir)
   bar_charts(config, found, table1_rows, workdir)
   accuracy_vs_steps(config, workdir)
-  return {f"{t}/{s}/{m}": r["mean_test_accuracy"] for (t, s, m), r in found.items()}
+  table2_accuracy = {f"{t}/{s}/{m}": r["mean_test_accuracy"] for (t, s, m), r in found.items()}
+  # What `python -m experiments.report record` keeps: the Table 1 rows (the Table 2 cells are recorded each from its
+  # own workdir).
+  rundir.atomic_write_text(workdir / "results.json", json.dumps(
+      {"table1": table1_rows, "table1_model": config.table1_model, "table1_split": config.table1_split,
+       "table1_images": config.table1_images, "mean_test_accuracy": table2_accuracy}, indent=1) + "\n")
+  return table2_accuracy
 
 
 if __name__ == "__main__":

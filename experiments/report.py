@@ -27,8 +27,18 @@ from experiments import paper
 from experiments.rundir import PROVENANCE_NAME, atomic_write_text, logged_seconds, read_jsonl
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "results"
-# Config fields that may differ between the seeds of one setting (where they run, not what they compute).
+# Config fields that may differ between the seeds of one setting (where they run, not what they compute), at the top
+# of the config or under a field (mnist_tables' `run`).
 FREE_FIELDS = ("seed", "data.data_dir", "data.manual_dir", "checkpoint_every_seconds", "log_every")
+
+
+def _free(field: str) -> bool:
+  return any(field == free or field.endswith(f".{free}") for free in FREE_FIELDS)
+
+
+def _seed(config: dict[str, Any]) -> int:
+  """The seed of a run's config: its own, or that of the runs it collects (mnist_tables' `run.seed`)."""
+  return config["seed"] if "seed" in config else config["run"]["seed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Table:
   digits: int = 3
   note: str = ""
   command: str = ""  # how each seed's workdir was made (K the seed)
+  figure: str = ""  # a figure of `figures` shown under the table: (alt text, file name under docs/figures)
 
 
 def _clustering_rows(setting: str) -> tuple[Row, ...]:
@@ -63,6 +74,7 @@ def _clustering_rows(setting: str) -> tuple[Row, ...]:
                 f"mixtures_above_20pct_error.meta_vae_N{n}") for n in (10, 20, 50)))
 
 
+TABLE1_TRANSFORMS = ("rotate", "scale", "shear")
 TABLE2_MODELS = (("meta_vae", "MetaVAE"), ("vhe", "VHE"), ("vae", "VAE (set ignored)"), ("ns", "NS"),
                  ("vhe_vampprior", "VHE + VampPrior"))
 
@@ -119,7 +131,28 @@ TABLES: tuple[Table, ...] = (
                     paper.TABLE2[transform].get(model))
                 for transform in ("rotate", "scale", "shear") for model, label in TABLE2_MODELS),
           command="python -m experiments.mnist_T --config.data.manual_dir=../shared/data/mnist --config.model=M "
-                  "--config.split=sparse --config.num_steps=3000 --config.seed=K"),
+                  "--config.split=sparse --config.num_steps=3000 --config.seed=K",
+          note="Figure 7 below: the accuracy on each unseen value, mean and sd over the seeds (grey lines: the "
+               "training values).", figure="figure7.png"),
+    Table("mnist_table1", "MNIST Table 1: mean L2 distance between the code of a test image and the codes of its "
+          "transformed versions (the MetaVAEs of the sparse split at 3000 steps, each code with sets of its own "
+          "distribution)",
+          (*(Row(f"amortized over {row}, {column} applied", "sparse_meta_vae", f"table1.{row}.own_sets.{j}",
+                 paper.TABLE1[row][j])
+             for row in TABLE1_TRANSFORMS for j, column in enumerate(TABLE1_TRANSFORMS)),
+           *(Row(f"amortized over {row}, {label}", "sparse_meta_vae", f"table1.{row}.{key}")
+             for row in TABLE1_TRANSFORMS
+             for key, label in (("fresh_sets_only", "the same image, fresh sets only"),
+                                ("different_images", "different images")))),
+          digits=2,
+          note="A small distance on the diagonal and larger ones off it is the paper's claim: the code is invariant to "
+               "the transformation the MetaVAE was amortized over. The last rows are the scale to read them against: "
+               "the distance that redrawing the sets alone makes, and that between the codes of different images "
+               "(1000 test images). DIR/T/sparse/meta_vae is (or links to) the Table 2 run of transformation T and "
+               "seed K.",
+          command="python -m experiments.mnist_tables --workdir DIR --config.splits='(\"sparse\",)' "
+                  "--config.models='(\"meta_vae\",)' --config.run.num_steps=3000 --config.run.seed=K "
+                  "--config.run.data.manual_dir=../shared/data/mnist"),
     Table("mnist_baselines", "The original code's departures on MNIST (one seed): mean linear-probe accuracy at 600 "
           "steps (the epoch its inverted checkpoint selection keeps) and at 3000",
           tuple(Row(f"{transform}, {split}: {label}, {steps} steps",
@@ -221,12 +254,12 @@ def record(workdir: pathlib.Path, experiment: str, setting: str, *, results_dir:
       minutes[run] = sum(windows.values()) / 60
     if evaluated is not None:
       evaluation[run] = (evaluated.get("data_seconds", 0.0) + evaluated["evaluation_seconds"]) / 60
-  entry = {"experiment": experiment, "setting": setting, "seed": config["seed"], "results_file": results_name,
+  entry = {"experiment": experiment, "setting": setting, "seed": _seed(config), "results_file": results_name,
            "results": results, "config": config,
            "training_minutes": {run: round(m, 2) for run, m in minutes.items()},
            "evaluation_minutes": {run: round(m, 2) for run, m in evaluation.items()},
            "sessions": [{k: v for k, v in s.items() if k != "config"} for s in sessions]}
-  out = pathlib.Path(results_dir) / experiment / setting / f"seed_{config['seed']}.json"
+  out = pathlib.Path(results_dir) / experiment / setting / f"seed_{_seed(config)}.json"
   out.parent.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out, json.dumps(entry, indent=1) + "\n")
   return out
@@ -242,7 +275,7 @@ def load(results_dir: pathlib.Path, experiment: str, setting: str) -> list[dict[
     for f, entry in zip(files[1:], entries[1:], strict=True):
       other = _flatten(entry["config"])
       changed = sorted(k for k in set(first) | set(other)
-                       if k not in FREE_FIELDS and first.get(k, "<absent>") != other.get(k, "<absent>"))
+                       if not _free(k) and first.get(k, "<absent>") != other.get(k, "<absent>"))
       if changed:
         raise ReportError(f"{f} ran another config than {files[0]}: {', '.join(changed)} differ; the seeds of a "
                           f"setting may differ only in {', '.join(FREE_FIELDS)}")
@@ -285,6 +318,8 @@ def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
     lines.append("| " + " | ".join([row.label, *cells, *summary, fmt(row.paper)]) + " |")
   if table.note:
     lines += ["", table.note]
+  if table.figure:
+    lines += ["", f"![{table.title}](figures/{table.figure}) (`python -m experiments.report figures`)"]
   return "\n".join(lines) + "\n"
 
 
@@ -431,7 +466,33 @@ def figures(results_dir: pathlib.Path = RESULTS_DIR, out: pathlib.Path = RESULTS
     ax.set(title="Table 2, sparse split, 3000 steps", xticks=range(3), xticklabels=transforms,
            ylabel="linear-probe accuracy, unseen values", ylim=(0.4, 1.0))
     ax.legend(fontsize=7, loc="lower right")
-  return [path]
+  return [path, figure7(results_dir, out)]
+
+
+def figure7(results_dir: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+  """docs/figures/figure7.png: Figure 7 of Wu et al., the linear-probe accuracy on each unseen value of the sparse
+  split at 3000 steps, mean and sd over the seeds of each model, the training values marked."""
+  from experiments.plotting import figure
+
+  path = out / "figure7.png"
+  transforms = ("rotate", "scale", "shear")
+  with figure(path, 1, 3, figsize=(12, 3.2)) as (_, axes):
+    for ax, transform in zip(axes, transforms, strict=True):
+      for i, (model, label) in enumerate(TABLE2_MODELS):
+        entries = load(results_dir, "mnist_table2", f"{transform}_{model}")
+        if not entries:
+          continue
+        values = entries[0]["results"]["unseen_values"]
+        summaries = [_mean_and_deviation(_values(entries, f"test_accuracy.{j}")) for j in range(len(values))]
+        ax.errorbar(values, [m for m, _ in summaries], [d or 0.0 for _, d in summaries], fmt="o-", ms=3,
+                    capsize=2, color=f"C{i}", label=f"{label} ({len(entries)} seed{'s' if len(entries) > 1 else ''})")
+        for value in entries[0]["results"]["training_values"]:
+          ax.axvline(value, color="gray", alpha=0.25)
+      ax.set(title=f"{transform}, sparse split, 3000 steps", xlabel=f"{transform} value (grey: training values)",
+             ylabel="linear-probe accuracy")
+      if ax.has_data():
+        ax.legend(fontsize=7)
+  return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:

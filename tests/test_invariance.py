@@ -363,6 +363,13 @@ def test_mnist_tables_runs_the_missing_cells_and_writes_the_tables(tmp_path, mni
                           if line.startswith("| rotate")]
   distances = [float(v) for v in own_sets.split("|")[2:5]] + [float(v) for v in base_sets.split("|")[2:7]]
   assert all(math.isfinite(d) and d >= 0 for d in distances)
+  # results.json keeps the same distances, for `experiments.report record`, and Table 2's accuracies.
+  recorded = json.loads((tmp_path / "results.json").read_text())
+  kept = recorded["table1"]["rotate"]
+  assert [f"{d:.2f}" for d in (*kept["own_sets"], *kept["base_sets"], kept["fresh_sets_only"],
+                               kept["different_images"])] == [v.strip() for v in (*own_sets.split("|")[2:5],
+                                                                                  *base_sets.split("|")[2:7])]
+  assert recorded["mean_test_accuracy"] == results
   for figure in ("figure7_sparse.png", "table2_bars.png", "table1_bars.png", "accuracy_vs_steps.png"):
     assert (tmp_path / figure).stat().st_size > 0
   # The curve: each cell was evaluated at the budget of 10 steps on its way to 20, and both points are kept.

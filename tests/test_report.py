@@ -113,8 +113,15 @@ def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
 def test_the_figure_is_written_from_the_result_files(tmp_path):
   workdir = _workdir(tmp_path / "w", 0, {"meta_vae_N10": 0.1, "meta_vae_N50": 0.05})
   report.record(workdir, "clustering", "1d", results_dir=tmp_path / "results")
-  (path,) = report.figures(tmp_path / "results", tmp_path / "figures")
-  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 300_000
+  for seed in (0, 1):  # Figure 7 from a Table 2 cell's per-value accuracies
+    cell = _workdir(tmp_path / f"scale_{seed}", seed, {})
+    (cell / "results.json").write_text(json.dumps({"unseen_values": [0.5, 0.7], "test_accuracy": [0.8, 0.9 + seed / 20],
+                                                   "training_values": [0.6], "mean_test_accuracy": 0.85}))
+    report.record(cell, "mnist_table2", "scale_meta_vae", results_dir=tmp_path / "results")
+  paths = report.figures(tmp_path / "results", tmp_path / "figures")
+  assert [p.name for p in paths] == ["results.png", "figure7.png"]
+  for path in paths:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 300_000
 
 
 def test_the_committed_figures_are_small():
@@ -144,3 +151,16 @@ def test_an_earlier_evaluation_is_recorded_with_its_own_config_sessions_and_minu
   late = json.loads(report.record(workdir, "toy", "cell/step_3000", results_dir=tmp_path / "results").read_text())
   assert [s["started"] for s in late["sessions"]] == ["t1", "t2"]  # not t3, which never finished
   assert late["training_minutes"]["vae"] == 11.0 and late["evaluation_minutes"]["vae"] == 10.0
+
+
+def test_a_run_that_collects_other_runs_is_recorded_under_their_seed(tmp_path):
+  # mnist_tables' config holds its cells' config under `run`: its seed is run.seed, and the seeds of a setting
+  # may differ there as at the top.
+  for seed in (0, 1):
+    workdir = _workdir(tmp_path / f"w{seed}", seed, {"vae": 0.3})
+    session = json.loads((workdir / rundir.PROVENANCE_NAME).read_text())
+    session["config"] = {"table1_images": 1000, "run": session["config"]}
+    (workdir / rundir.PROVENANCE_NAME).write_text(json.dumps(session) + "\n")
+    out = report.record(workdir, "toy", "2d", results_dir=tmp_path / "results")
+    assert out.name == f"seed_{seed}.json" and json.loads(out.read_text())["seed"] == seed
+  assert "| VAE | 30.00 | 30.00 |" in report.table_markdown(TABLE, tmp_path / "results")
