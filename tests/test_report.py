@@ -83,6 +83,7 @@ def test_the_committed_tables_are_the_ones_the_committed_result_files_make():
   fix = "run `python -m experiments.report tables --out docs/results.md`"
   assert (docs / "results.md").read_text() == report.tables_markdown(), fix
   assert (docs / "performance.md").read_text() == report.performance_markdown(), fix
+  assert (docs / "findings.md").read_text() == report.findings_markdown(), fix
 
 
 def test_the_configs_point_at_tables_the_report_writes():
@@ -164,3 +165,23 @@ def test_a_run_that_collects_other_runs_is_recorded_under_their_seed(tmp_path):
     out = report.record(workdir, "toy", "2d", results_dir=tmp_path / "results")
     assert out.name == f"seed_{seed}.json" and json.loads(out.read_text())["seed"] == seed
   assert "| VAE | 30.00 | 30.00 |" in report.table_markdown(TABLE, tmp_path / "results")
+
+
+def test_a_finding_weighs_each_difference_against_the_seeds_spread(tmp_path):
+  results = tmp_path / "results"
+  for seed, (meta_vae, vae) in enumerate(((0.10, 0.30), (0.20, 0.50), (0.30, 0.40))):
+    report.record(_workdir(tmp_path / f"w{seed}", seed, {"vae": vae, "meta_vae_N10": meta_vae}), "toy", "2d",
+                  results_dir=results)
+  report.record(_workdir(tmp_path / "other", 0, {"vae": 0.5}), "toy", "1d", results_dir=results)
+  paired = report.Difference("MetaVAE - VAE", "toy", "2d", "clustering_error.meta_vae_N10", "2d",
+                             "clustering_error.vae", scale=100, digits=1)
+  between = report.Difference("VAE 2d - VAE 1d", "toy", "2d", "clustering_error.vae", "1d", "clustering_error.vae")
+  missing = report.Difference("absent", "toy", "3d", "clustering_error.vae", "2d", "clustering_error.vae")
+  # Paired: the per-seed differences -0.2, -0.3, -0.1 have mean -0.2 and sd 0.1, so a standard error of 0.1 / sqrt(3).
+  assert report.difference_row(paired, results) == (
+      f"| MetaVAE - VAE | 20.0 | 40.0 | -20.0 | 3, paired | {0.2 / (0.1 / math.sqrt(3)):.1f} standard errors |")
+  assert report.difference_row(between, results).endswith("| 3, 1 | one seed: no spread to weigh it against |")
+  assert report.difference_row(missing, results) == "| absent | not run |  | | | |"
+  finding = report.Finding("A claim", "Its basis.", (TABLE,), (paired,))
+  page = report.findings_markdown(results, (finding,))
+  assert "## 1. A claim\n\nIts basis.\n" in page and "### Table: Toy error (%)" in page
