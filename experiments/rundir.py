@@ -40,11 +40,21 @@ class WorkdirBusy(RuntimeError):
   """Another run holds the workdir."""
 
 
+def _read_umask() -> int:
+  mask = os.umask(0)  # the only way to read it is to set it: done once, at import
+  os.umask(mask)
+  return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_text(path: pathlib.Path, text: str) -> None:
   """Writes `text` to `path` through a temporary file in the same directory and an atomic rename."""
   path = pathlib.Path(path)
   descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's file is private (0600): give it an ordinary file's mode
     with os.fdopen(descriptor, "w") as f:
       f.write(text)
       f.flush()

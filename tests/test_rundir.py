@@ -147,6 +147,10 @@ def test_results_are_written_atomically(tmp_path):
     trainer.write_results(tmp_path, {"a": float("nan")})
   assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1.0}
   assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+  # With an ordinary file's mode (the temporary file's private 0600 is not kept).
+  plain = tmp_path / "plain"
+  plain.write_text("")
+  assert (tmp_path / "results.json").stat().st_mode == plain.stat().st_mode
 
 
 
