@@ -120,7 +120,7 @@ def test_the_figure_is_written_from_the_result_files(tmp_path):
                                                    "training_values": [0.6], "mean_test_accuracy": 0.85}))
     report.record(cell, "mnist_table2", "scale_meta_vae", results_dir=tmp_path / "results")
   paths = report.figures(tmp_path / "results", tmp_path / "figures")
-  assert [p.name for p in paths] == ["results.png", "figure7.png"]
+  assert [p.name for p in paths] == ["results.png", "figure7.png"]  # no planes or families recorded here
   for path in paths:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 300_000
 
@@ -185,3 +185,10 @@ def test_a_finding_weighs_each_difference_against_the_seeds_spread(tmp_path):
   finding = report.Finding("A claim", "Its basis.", (TABLE,), (paired,))
   page = report.findings_markdown(results, (finding,))
   assert "## 1. A claim\n\nIts basis.\n" in page and "### Table: Toy error (%)" in page
+
+
+def test_the_demonstrations_figures_draw_the_elementwise_mean_of_the_seeds():
+  seeds = [{"mse_grid": {"meta_vae": [[0.1, 0.2]]}, "lengths": [1.0], "region": "a"},
+           {"mse_grid": {"meta_vae": [[0.3, 0.6]]}, "lengths": [1.0], "region": "b"}]
+  assert report._mean_tree(seeds) == {"mse_grid": {"meta_vae": [[0.2, pytest.approx(0.4)]]}, "lengths": [1.0],
+                                      "region": "a"}
