@@ -46,6 +46,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.train_mixture_counts={config.train_mixture_counts!r} is not allowed; expected integers in "
         f"[1, config.num_train_mixtures={config.num_train_mixtures}]")
   trainer.check_choice(config, "decoder_labels", ("matched", "anchored", "fixed"))
+  trainer.check_choice(config, "decoder_variance", ("learned", "known"))
   if config.num_distributions_per_step > config.num_train_mixtures:
     raise trainer.ConfigError(
         f"config.num_distributions_per_step={config.num_distributions_per_step} is not allowed; "
@@ -97,6 +98,14 @@ def component_log_likelihoods(decoder: dict, x: jax.Array) -> jax.Array:
   return DiagonalGaussian(means, log_variance).log_prob(x[..., None, :])
 
 
+def with_variance(decoder: dict, config: ml_collections.ConfigDict) -> dict:
+  """The decoder as the likelihood reads it: its own log-variance, or the known component variance
+  (`decoder_variance="known"`; the parameter then gets no gradient)."""
+  if config.decoder_variance == "known":
+    return dict(decoder, log_variance=jnp.full_like(decoder["log_variance"], jnp.log(config.component_variance)))
+  return decoder
+
+
 def init_decoders(key: jax.Array, num: int, config: ml_collections.ConfigDict) -> dict:
   return {"means": sample_mixture_means(key, num, config), "log_variance": jnp.zeros((num,))}
 
@@ -119,7 +128,7 @@ def meta_loss(params, state, key, train_means, *, model, config, set_size):
     points, _ = sample_points(dist_key, means, (config.batch_size + set_size,), config.component_variance)
     queries, sets = points[:config.batch_size], points[config.batch_size:]
     posterior = model.apply(params["inference"], sets, queries)
-    log_likelihoods = component_log_likelihoods(decoder, queries)
+    log_likelihoods = component_log_likelihoods(with_variance(decoder, config), queries)
     elbo = objectives.enumerated_elbo(posterior, log_likelihoods)
     swapped = objectives.enumerated_elbo(posterior, log_likelihoods[:, ::-1])
     if config.decoder_labels == "matched":  # the order a decoder parameter, fitted exactly: the better of both
@@ -138,7 +147,7 @@ def meta_loss(params, state, key, train_means, *, model, config, set_size):
 def vae_loss(params, state, key, means, *, model, config):
   queries, _ = sample_points(key, means, (config.batch_size,), config.component_variance)
   posterior = model.apply(params["inference"], queries)
-  loss = -jnp.mean(objectives.enumerated_elbo(posterior, component_log_likelihoods(params["decoder"], queries)))
+  loss = -jnp.mean(objectives.enumerated_elbo(posterior, component_log_likelihoods(with_variance(params["decoder"], config), queries)))
   return loss, ({}, state)
 
 

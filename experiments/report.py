@@ -32,6 +32,15 @@ RESULTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "results"
 FREE_FIELDS = ("seed", "data.data_dir", "data.manual_dir", "checkpoint_every_seconds", "log_every")
 
 
+# Config fields added after some result files were made, each with the value that runs the code as it was before
+# the field: a config without the field ran with that value.
+ADDED_FIELDS = {"decoder_variance": "learned", "likelihood_clamp": "none", "init": "flax"}
+
+
+def _setting(config: dict[str, Any], field: str) -> Any:
+  return config.get(field, ADDED_FIELDS.get(field.rsplit(".", 1)[-1], "<absent>"))
+
+
 def _free(field: str) -> bool:
   return any(field == free or field.endswith(f".{free}") for free in FREE_FIELDS)
 
@@ -279,7 +288,7 @@ def load(results_dir: pathlib.Path, experiment: str, setting: str) -> list[dict[
     for f, entry in zip(files[1:], entries[1:], strict=True):
       other = _flatten(entry["config"])
       changed = sorted(k for k in set(first) | set(other)
-                       if not _free(k) and first.get(k, "<absent>") != other.get(k, "<absent>"))
+                       if not _free(k) and _setting(first, k) != _setting(other, k))
       if changed:
         raise ReportError(f"{f} ran another config than {files[0]}: {', '.join(changed)} differ; the seeds of a "
                           f"setting may differ only in {', '.join(FREE_FIELDS)}")

@@ -184,6 +184,25 @@ def test_a_decoder_scores_the_same_whichever_order_its_means_are_in(labels):
     assert loss(params, labels) <= min(loss(params, "fixed"), loss(swapped, "fixed")) + 1e-5
 
 
+def test_decoders_of_known_variance_read_the_component_variance_and_leave_their_own_untrained():
+  config = clustering_config.get_config("quick")
+  config.num_distributions_per_step = 4
+  model = clustering.MetaClusterer(config.hidden, anchor=True)
+  means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
+  params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
+            "decoders": {"means": means, "log_variance": jnp.full((4,), 0.7)}}
+
+  def loss(p, variance):
+    run = ml_collections.ConfigDict(dict(config, decoder_variance=variance))
+    return clustering.meta_loss(p, {}, jax.random.key(2), means, model=model, config=run, set_size=10)[0]
+
+  at_truth = {**params, "decoders": {**params["decoders"], "log_variance": jnp.full((4,), jnp.log(0.1))}}
+  assert float(loss(params, "known")) == pytest.approx(float(loss(at_truth, "learned")), rel=1e-6)
+  assert float(loss(params, "known")) != pytest.approx(float(loss(params, "learned")), rel=1e-3)
+  gradient = jax.grad(loss)(params, "known")["decoders"]
+  assert float(jnp.max(jnp.abs(gradient["log_variance"]))) == 0.0 and float(jnp.max(jnp.abs(gradient["means"]))) > 0
+
+
 def test_clustering_error_ignores_label_swaps():
   labels = jnp.array([0, 0, 1, 1, 1])
   assert float(clustering.permutation_free_error(1 - labels, labels)) == 0.0

@@ -192,3 +192,18 @@ def test_the_demonstrations_figures_draw_the_elementwise_mean_of_the_seeds():
            {"mse_grid": {"meta_vae": [[0.3, 0.6]]}, "lengths": [1.0], "region": "b"}]
   assert report._mean_tree(seeds) == {"mse_grid": {"meta_vae": [[0.2, pytest.approx(0.4)]]}, "lengths": [1.0],
                                       "region": "a"}
+
+
+def test_a_field_added_later_counts_at_the_value_that_runs_the_old_code(tmp_path):
+  report.record(_workdir(tmp_path / "a", 0, {"vae": 0.3}), "toy", "2d", results_dir=tmp_path / "results")
+  newer = _workdir(tmp_path / "b", 1, {"vae": 0.3})
+  session = json.loads((newer / rundir.PROVENANCE_NAME).read_text())
+  session["config"]["decoder_variance"] = "learned"
+  (newer / rundir.PROVENANCE_NAME).write_text(json.dumps(session) + "\n")
+  report.record(newer, "toy", "2d", results_dir=tmp_path / "results")
+  assert len(report.load(tmp_path / "results", "toy", "2d")) == 2
+  session["config"]["decoder_variance"] = "known"
+  (newer / rundir.PROVENANCE_NAME).write_text(json.dumps(session) + "\n")
+  report.record(newer, "toy", "2d", results_dir=tmp_path / "results")
+  with pytest.raises(report.ReportError, match="decoder_variance differ"):
+    report.load(tmp_path / "results", "toy", "2d")

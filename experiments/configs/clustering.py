@@ -40,6 +40,9 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   # better kept (the order a decoder parameter, fitted exactly; in 2-D g must still flip its labels somewhere, and
   # fails on the mixtures near there); "fixed": the paper's MetaELBO, the order where initialisation put it.
   c.decoder_labels = "anchored"
+  # Each decoder's variance: "learned" (a parameter of the decoder, as the paper) or "known" (the meta-distribution's
+  # component_variance, as the Bayes floors assume).
+  c.decoder_variance = "learned"
   # Evaluation on unseen mixtures.
   c.num_test_mixtures = 1000
   c.test_queries = 200
