@@ -147,7 +147,8 @@ def meta_loss(params, state, key, train_means, *, model, config, set_size):
 def vae_loss(params, state, key, means, *, model, config):
   queries, _ = sample_points(key, means, (config.batch_size,), config.component_variance)
   posterior = model.apply(params["inference"], queries)
-  loss = -jnp.mean(objectives.enumerated_elbo(posterior, component_log_likelihoods(with_variance(params["decoder"], config), queries)))
+  log_likelihoods = component_log_likelihoods(with_variance(params["decoder"], config), queries)
+  loss = -jnp.mean(objectives.enumerated_elbo(posterior, log_likelihoods))
   return loss, ({}, state)
 
 
