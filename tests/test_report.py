@@ -91,7 +91,7 @@ def test_the_configs_point_at_tables_the_report_writes():
 
   configs = sorted((report.RESULTS_DIR.parent / "experiments" / "configs").glob("*.py"))
   named = {m for path in configs for m in re.findall(r"\(results/(\w+)/\)", path.read_text())}
-  assert named == {"clustering", "physics", "expfam", "mnist_table2"}
+  assert named == {"clustering", "physics", "expfam", "mnist_table2", "iterative_mnist"}
   assert named <= {table.experiment for table in report.TABLES}
 
 
