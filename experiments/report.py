@@ -409,7 +409,9 @@ def headline_markdown(results_dir: pathlib.Path = RESULTS_DIR, headlines: Sequen
 def readme_with_headlines(readme: str, results_dir: pathlib.Path = RESULTS_DIR) -> str:
   """`readme` with the text between README_START and README_END replaced by `headline_markdown`."""
   start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
-  return readme[:start] + "\n" + headline_markdown(results_dir) + readme[end:]
+  claims = ["", "The [findings](docs/findings.md), each with the comparisons over seeds that test it:", "",
+            *(f"{i}. {finding.claim}." for i, finding in enumerate(FINDINGS, 1))]
+  return readme[:start] + "\n" + headline_markdown(results_dir) + "\n".join(claims) + "\n" + readme[end:]
 
 
 def performance_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
