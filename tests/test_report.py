@@ -107,8 +107,11 @@ def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
   assert lines[2] == f"| toy error (%) | 20.0 +- {100 * math.sqrt(0.02):.1f} (2) | 5.0 +- 0.0 (2) | 9.9 |"
   assert lines[3] == "| not run yet | not run | - | - |"
   readme = f"intro\n{report.README_START}\nstale\n{report.README_END}\nrest\n"
-  assert report.readme_with_headlines(readme, tmp_path / "results").endswith(
-      f"{report.README_START}\n" + report.headline_markdown(tmp_path / "results") + f"{report.README_END}\nrest\n")
+  written = report.readme_with_headlines(readme, tmp_path / "results")
+  assert written.startswith(f"intro\n{report.README_START}\n" + report.headline_markdown(tmp_path / "results"))
+  # then the findings' claims, numbered
+  assert written.endswith(f"\n{len(report.FINDINGS)}. {report.FINDINGS[-1].claim}.\n{report.README_END}\nrest\n")
+  assert "stale" not in written
 
 
 def test_the_figure_is_written_from_the_result_files(tmp_path):
