@@ -6,6 +6,7 @@ import math
 import pytest
 
 from experiments import report, rundir
+from experiments.report_spec import FINDINGS, TABLES, Difference, Finding, Headline, Row, Table
 
 
 def _workdir(path, seed, errors, *, hidden=128):
@@ -24,9 +25,9 @@ def _workdir(path, seed, errors, *, hidden=128):
   return path
 
 
-TABLE = report.Table("toy", "Toy error (%)", (report.Row("MetaVAE", "2d", "clustering_error.meta_vae_N10", 0.2),
-                                              report.Row("VAE", "2d", "clustering_error.vae"),
-                                              report.Row("Missing", "1d", "clustering_error.vae")), scale=100, digits=2)
+TABLE = Table("toy", "Toy error (%)", (Row("MetaVAE", "2d", "clustering_error.meta_vae_N10", 0.2),
+                                       Row("VAE", "2d", "clustering_error.vae"),
+                                       Row("Missing", "1d", "clustering_error.vae")), scale=100, digits=2)
 
 
 def test_record_keeps_results_config_sessions_and_minutes(tmp_path):
@@ -62,8 +63,8 @@ def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_p
   times = report.wall_times_markdown(tmp_path / "results").splitlines()
   # Two runs of two 30-second windows, and the last evaluation of one of them: 54 + 6 seconds.
   assert times[6:] == ["| toy | 2d | 3 | 2.0 | 1.0 | test machine, 1 x cpu | abc |"]
-  partial = report.Table("toy", "t", (report.Row("MetaVAE N10", "2d", "clustering_error.meta_vae_N10"),
-                                      report.Row("absent", "2d", "clustering_error.misspelt")))
+  partial = Table("toy", "t", (Row("MetaVAE N10", "2d", "clustering_error.meta_vae_N10"),
+                               Row("absent", "2d", "clustering_error.misspelt")))
   seed_3 = _workdir(tmp_path / "w3", 3, {"vae": 0.3})  # a seed from before the metric
   report.record(seed_3, "toy", "2d", results_dir=tmp_path / "results")
   rows = report.table_markdown(partial, tmp_path / "results").splitlines()
@@ -92,7 +93,7 @@ def test_the_configs_point_at_tables_the_report_writes():
   configs = sorted((report.RESULTS_DIR.parent / "experiments" / "configs").glob("*.py"))
   named = {m for path in configs for m in re.findall(r"\(results/(\w+)/\)", path.read_text())}
   assert named == {"clustering", "physics", "expfam", "mnist_table2", "iterative_mnist"}
-  assert named <= {table.experiment for table in report.TABLES}
+  assert named <= {table.experiment for table in TABLES}
 
 
 def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
@@ -101,8 +102,8 @@ def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
     results = json.loads((workdir / "results.json").read_text())
     (workdir / "results.json").write_text(json.dumps({**results, "floor": floor}))
     report.record(workdir, "toy", "2d", results_dir=tmp_path / "results")
-  headlines = (report.Headline("toy error (%)", "toy", "2d", "clustering_error.meta_vae_N10", "floor", "9.9", 100, 1),
-               report.Headline("not run yet", "toy", "1d", "clustering_error.vae", None, "-"))
+  headlines = (Headline("toy error (%)", "toy", "2d", "clustering_error.meta_vae_N10", "floor", "9.9", 100, 1),
+               Headline("not run yet", "toy", "1d", "clustering_error.vae", None, "-"))
   lines = report.headline_markdown(tmp_path / "results", headlines).splitlines()
   assert lines[2] == f"| toy error (%) | 20.0 +- {100 * math.sqrt(0.02):.1f} (2) | 5.0 +- 0.0 (2) | 9.9 |"
   assert lines[3] == "| not run yet | not run | - | - |"
@@ -110,7 +111,7 @@ def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
   written = report.readme_with_headlines(readme, tmp_path / "results")
   assert written.startswith(f"intro\n{report.README_START}\n" + report.headline_markdown(tmp_path / "results"))
   # then the findings' claims, numbered
-  assert written.endswith(f"\n{len(report.FINDINGS)}. {report.FINDINGS[-1].claim}.\n{report.README_END}\nrest\n")
+  assert written.endswith(f"\n{len(FINDINGS)}. {FINDINGS[-1].claim}.\n{report.README_END}\nrest\n")
   assert "stale" not in written
 
 
@@ -176,16 +177,16 @@ def test_a_finding_weighs_each_difference_against_the_seeds_spread(tmp_path):
     report.record(_workdir(tmp_path / f"w{seed}", seed, {"vae": vae, "meta_vae_N10": meta_vae}), "toy", "2d",
                   results_dir=results)
   report.record(_workdir(tmp_path / "other", 0, {"vae": 0.5}), "toy", "1d", results_dir=results)
-  paired = report.Difference("MetaVAE - VAE", "toy", "2d", "clustering_error.meta_vae_N10", "2d",
-                             "clustering_error.vae", scale=100, digits=1)
-  between = report.Difference("VAE 2d - VAE 1d", "toy", "2d", "clustering_error.vae", "1d", "clustering_error.vae")
-  missing = report.Difference("absent", "toy", "3d", "clustering_error.vae", "2d", "clustering_error.vae")
+  paired = Difference("MetaVAE - VAE", "toy", "2d", "clustering_error.meta_vae_N10", "2d",
+                      "clustering_error.vae", scale=100, digits=1)
+  between = Difference("VAE 2d - VAE 1d", "toy", "2d", "clustering_error.vae", "1d", "clustering_error.vae")
+  missing = Difference("absent", "toy", "3d", "clustering_error.vae", "2d", "clustering_error.vae")
   # Paired: the per-seed differences -0.2, -0.3, -0.1 have mean -0.2 and sd 0.1, so a standard error of 0.1 / sqrt(3).
   assert report.difference_row(paired, results) == (
       f"| MetaVAE - VAE | 20.0 | 40.0 | -20.0 | 3, paired | {0.2 / (0.1 / math.sqrt(3)):.1f} standard errors |")
   assert report.difference_row(between, results).endswith("| 3, 1 | one seed: no spread to weigh it against |")
   assert report.difference_row(missing, results) == "| absent | not run |  | | | |"
-  finding = report.Finding("A claim", "Its basis.", (TABLE,), (paired,))
+  finding = Finding("A claim", "Its basis.", (TABLE,), (paired,))
   page = report.findings_markdown(results, (finding,))
   assert "## 1. A claim\n\nIts basis.\n" in page and "### Table: Toy error (%)" in page
 
