@@ -166,8 +166,7 @@ def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
   header = ["", *(f"seed {s}" for s in seeds), "mean", "sd", "paper"]
   lines = [f"### {table.title}", ""]
   if table.command:
-    command = f"`{table.command}`" if table.command.startswith("python") else table.command
-    lines += [f"Command: {command}.", ""]
+    lines += [f"Command: `{table.command}`" + (f", where {table.where}." if table.where else "."), ""]
   lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
   for row in table.rows:
     by_seed = {e["seed"]: _lookup(e["results"], row.path) for e in loaded[row.setting]}
@@ -232,7 +231,8 @@ def readme_with_headlines(readme: str, results_dir: pathlib.Path = RESULTS_DIR) 
   """`readme` with the text between README_START and README_END replaced by `headline_markdown`."""
   start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
   claims = ["", "The [findings](docs/findings.md), each with the comparisons over seeds that test it:", "",
-            *(f"{i}. {finding.claim}." for i, finding in enumerate(FINDINGS, 1))]
+            *(f"{i}. {finding.claim} ({STATUS[finding_status(finding, results_dir)]})."
+              for i, finding in enumerate(FINDINGS, 1))]
   return readme[:start] + "\n" + headline_markdown(results_dir) + "\n".join(claims) + "\n" + readme[end:]
 
 
@@ -243,7 +243,7 @@ def performance_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
            "`python -m experiments.benchmark` times the jitted training step of the MetaVAE and its three baselines at "
            "the MNIST setting (K = 5 distributions, B = 100 queries, sets of N = 10), beside a dense matmul measured "
            "in the same run, so that each step's share of the machine's matrix throughput is known. The original "
-           "code's seconds per step are those of docs/design.md section 8 (other machines).", ""]
+           "code's seconds per step are those of the [design notes](design.md), section 8.", ""]
   records = sorted((pathlib.Path(results_dir) / "benchmark").glob("*.json"))
   if not records:
     lines.append("No benchmark is recorded yet: `python -m experiments.benchmark --record results/benchmark/NAME.json` "
@@ -295,6 +295,19 @@ def difference_row(d: Difference, results_dir: pathlib.Path) -> str:
   return f"| {d.label} | {fmt(mean_a)} | {fmt(mean_b)} | {fmt(gap)} | {counted} | {verdict} |"
 
 
+def finding_status(finding: Finding, results_dir: pathlib.Path = RESULTS_DIR) -> str:
+  """"pending" while a comparison of `finding` lacks a side's result files, "lead" while one has a single seed,
+  else "tested"."""
+  counts = [len(_by_seed(load(results_dir, d.experiment, setting), path))
+            for d in finding.differences for setting, path in ((d.setting_a, d.path_a), (d.setting_b, d.path_b))]
+  return "pending" if min(counts) == 0 else "lead" if min(counts) == 1 else "tested"
+
+
+STATUS = {"pending": "pending: some of its runs are not recorded yet",
+          "lead": "a lead: a comparison rests on one seed",
+          "tested": "tested over seeds"}
+
+
 def findings_markdown(results_dir: pathlib.Path = RESULTS_DIR, findings: Sequence[Finding] | None = None) -> str:
   """The findings page: each claim, what it rests on, its comparisons (computed now) and its tables."""
   lines = ["<!-- Written by `python -m experiments.report tables` from the files under results/; do not edit by hand. "
@@ -302,10 +315,11 @@ def findings_markdown(results_dir: pathlib.Path = RESULTS_DIR, findings: Sequenc
            "What the reproduction found beyond the paper's numbers, each as a claim with the result files behind it. "
            "The comparisons are computed from those files when this page is written: the difference of the means "
            "and how many standard errors it spans (paired over the seeds where both sides come from the same runs). "
-           "A claim rests on its comparisons; where they have one seed, it is a lead, not a finding. The commands "
-           "are under each table.", ""]
+           "A claim rests on its comparisons; its status says whether they are tested over seeds, rest on one seed "
+           "(a lead, not a finding) or wait for runs. Each table gives the command behind it.", ""]
   for i, finding in enumerate(FINDINGS if findings is None else findings, 1):
-    lines += [f"## {i}. {finding.claim}", "", finding.basis, "",
+    lines += [f"## {i}. {finding.claim}", "", f"*Status: {STATUS[finding_status(finding, results_dir)]}.*", "",
+              finding.basis, "",
               "| comparison | a | b | a - b | seeds | the gap |", "|---|---|---|---|---|---|",
               *(difference_row(d, results_dir) for d in finding.differences), ""]
     lines += [table_markdown(t, results_dir).replace("### ", "### Table: ", 1) for t in finding.tables]

@@ -32,6 +32,7 @@ class Table:
   digits: int = 3
   note: str = ""
   command: str = ""  # how each seed's workdir was made (K the seed)
+  where: str = ""  # what the command's placeholders stand for
   figure: str = ""  # a figure of `figures` shown under the table: (alt text, file name under docs/figures)
 
 
@@ -69,8 +70,8 @@ TABLES: tuple[Table, ...] = (
           note="The paper's numbers (dimension not stated) stand beside both settings. The share of mixtures above "
                "20 % error counts failures in 2-D; in 1-D many mixtures overlap, and even the Bayes classifiers pass "
                "20 % on some, so there it counts overlap as much as failure.",
-          command="python -m experiments.clustering --config.data_dim=D --config.seed=K (D = 1, 2; the default "
-                  "budget)"),
+          command="python -m experiments.clustering --config.data_dim=D --config.seed=K --workdir DIR",
+          where="D is 1 or 2, K the seed, DIR a fresh directory; the default budget"),
     Table("clustering_2d_N50", "Clustering, 2-D, N = 50: how a decoder's component labels are set (error on unseen "
           "mixtures, %)",
           _n50_rows((("labels_fixed", "fixed by initialisation (the paper)"),
@@ -78,7 +79,8 @@ TABLES: tuple[Table, ...] = (
                      ("labels_anchored", "the component of the set's first point is 0 (default)"))),
           scale=100, digits=2,
           command="python -m experiments.clustering --config.data_dim=2 --config.set_sizes='(50,)' "
-                  "--config.train_mixture_counts='()' --config.decoder_labels=L --config.seed=K"),
+                  "--config.train_mixture_counts='()' --config.decoder_labels=L --config.seed=K --workdir DIR",
+          where="L is fixed, matched or anchored"),
     Table("clustering_2d_N50", "Clustering, 2-D, N = 50: what limits the MetaVAE (error on unseen mixtures, %)",
           _n50_rows((("labels_anchored", "the default (anchored labels)"),
                      ("steps_12000", "12,000 steps instead of 3000"),
@@ -90,8 +92,9 @@ TABLES: tuple[Table, ...] = (
           note="Each row changes one setting of the default (anchored labels) run; the runs other than the default "
                "skip the VAE (--config.vae_num_steps=1), which does not touch the MetaVAE.",
           command="python -m experiments.clustering --config.data_dim=2 --config.set_sizes='(50,)' "
-                  "--config.train_mixture_counts='()' --config.seed=K with the row's change: --config.num_steps=12000, "
-                  "--config.hidden=256, --config.num_train_mixtures=2000 or --config.decoder_variance=known"),
+                  "--config.train_mixture_counts='()' --config.seed=K --workdir DIR",
+          where="each row but the default adds its change: --config.num_steps=12000, --config.hidden=256, "
+                "--config.num_train_mixtures=2000 or --config.decoder_variance=known"),
     Table("physics", "Inclined planes: MSE of the inferred friction over the paper's region (angles 20-70, lengths "
           "2-20)",
           (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
@@ -103,14 +106,14 @@ TABLES: tuple[Table, ...] = (
           note="The paper's column is its bound, \"MSE < 0.001\", read off Figure 2. The region reaches past the "
                "training planes (lengths to 20, angles to 70, against at most 10 and 60). The figure: each test "
                "plane's MSE, the mean over the seeds (Figure 2 of the paper).", figure="physics_mse.png",
-          command="python -m experiments.physics --config.seed=K (the default budget)"),
+          command="python -m experiments.physics --config.seed=K --workdir DIR", where="the default budget"),
     Table("expfam", "Exponential families: MSE of the inferred parameter on unseen distributions",
           tuple(Row(f"{family}: {model}", "default", f"single.{family}.{key}")
                 for family in ("gaussian", "lognormal", "exponential")
                 for model, key in (("MetaVAE", "meta_vae"), ("VAE", "vae"))),
           note="The figure: the MSE against the true parameter, the mean over the seeds; grey, the training range "
                "(Figure 3 of the paper).", figure="expfam_single.png",
-          command="python -m experiments.expfam --config.seed=K (the default budget)"),
+          command="python -m experiments.expfam --config.seed=K --workdir DIR", where="the default budget"),
     Table("expfam", "Exponential families, many families (Figure 4): MSE of the inferred parameter, the MetaVAE over "
           "30 Gaussian + 30 log-normal + 30 exponential distributions against one amortized over a single family",
           tuple(Row(f"{family}{'' if family in ('gaussian', 'lognormal', 'exponential') else ' (unseen family)'}: "
@@ -123,8 +126,9 @@ TABLES: tuple[Table, ...] = (
           tuple(Row(f"{transform}: {label}", f"{transform}_{model}", "mean_test_accuracy",
                     paper.TABLE2[transform].get(model))
                 for transform in ("rotate", "scale", "shear") for model, label in TABLE2_MODELS),
-          command="python -m experiments.mnist_T --config.data.manual_dir=../shared/data/mnist --config.model=M "
-                  "--config.split=sparse --config.num_steps=3000 --config.seed=K",
+          command="python -m experiments.mnist_rotate --config.data.manual_dir=../shared/data/mnist "
+                  "--config.model=M --config.split=sparse --config.num_steps=3000 --config.seed=K --workdir DIR",
+          where="mnist_scale and mnist_shear for the other rows, M the model (meta_vae, vhe, vae, ns, vhe_vampprior)",
           note="Figure 7 below: the accuracy on each unseen value, mean and sd over the seeds (grey lines: the "
                "training values).", figure="figure7.png"),
     Table("mnist_table1", "MNIST Table 1: mean L2 distance between the code of a test image and the codes of its "
@@ -157,7 +161,7 @@ TABLES: tuple[Table, ...] = (
                "64 (about 21 epochs), the same for every model, so ours compare the models at equal cost rather than "
                "at convergence.",
           command="python -m experiments.iterative_mnist --config.data.manual_dir=../shared/data/mnist "
-                  "--config.seed=K"),
+                  "--config.seed=K --workdir DIR"),
     Table("mnist_baselines", "The original code's departures on MNIST (one seed): mean linear-probe accuracy at 600 "
           "steps (the epoch its inverted checkpoint selection keeps) and at 3000",
           tuple(Row(f"{transform}, {split}: {label}, {steps} steps",
@@ -168,10 +172,12 @@ TABLES: tuple[Table, ...] = (
                 if not (model == "meta_vae" and transform == "rotate")
                 for steps in (600, 3000)),
           note="clamp: Bernoulli probabilities clamped to [1e-7, 1 - 1e-7]; init: xavier_normal (gain sqrt 2) "
-               "kernels and zero biases; both as the original code (docs/design.md section 2).",
-          command="the Table 2 command with --config.likelihood_clamp=1e-7 and/or --config.init=xavier_sqrt2, "
-                  "--config.num_steps=600, then again with 3000 in the same workdir (results_at_step_600.json and "
-                  "results_at_step_3000.json)"),
+               "kernels and zero biases; both as the original code ([design notes](design.md), section 2).",
+          command="python -m experiments.mnist_scale --config.data.manual_dir=../shared/data/mnist --config.model=vhe "
+                  "--config.split=sparse --config.likelihood_clamp=1e-7 --config.init=xavier_sqrt2 "
+                  "--config.num_steps=600 --workdir DIR",
+          where="each row sets the model, split and switches it names, and the same command with "
+                "--config.num_steps=3000 then carries DIR on (results_at_step_600.json, results_at_step_3000.json)"),
 )
 
 
@@ -252,8 +258,8 @@ FINDINGS: tuple[Finding, ...] = (
                                  ("share of mixtures above 20 % error (%)",
                                   "mixtures_above_20pct_error.meta_vae_N50")))),
     Finding(
-        "On the inclined planes, the MetaVAE's excess over the Bayes-optimal posterior mean lies beyond the training "
-        "planes' span",
+        "On the inclined planes, the MetaVAE's excess over the Bayes-optimal posterior mean lies mostly beyond the "
+        "training planes' span",
         "The paper's region (angles 20-70 degrees, lengths 2-20) reaches past the 25 training planes (at most 60 "
         "degrees and 10 units). Splitting the test grid there compares interpolation with extrapolation, each "
         "against the exact posterior mean of the friction on the same planes.",
@@ -265,9 +271,9 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         "Built as the paper describes, the VHE matches the MetaVAE on Table 2, and so does a VAE that ignores the set",
         "The paper's VHE and VHE + VampPrior trail its MetaVAE widely (the paper column). Ours share the MetaVAE's "
-        "sizes, optimiser and budget (docs/design.md section 2), and the VAE control codes each image alone: where "
-        "they match the MetaVAE, the linear probe of Table 2 does not show what the set adds. Why the paper's "
-        "baselines are weaker is the subject of the departures table on the results page.",
+        "sizes, optimiser and budget ([design notes](design.md), section 2), and the VAE control codes each image "
+        "alone: where they match the MetaVAE, the linear probe of Table 2 does not show what the set adds. Why the "
+        "paper's baselines are weaker is the subject of the departures table on the results page.",
         (_table("mnist_table2", keep=lambda r: r.setting.endswith(("_meta_vae", "_vhe", "_vae"))),),
         tuple(Difference(f"MetaVAE - {label}, {t}", "mnist_table2", f"{t}_meta_vae", "mean_test_accuracy",
                          f"{t}_{model}", "mean_test_accuracy")

@@ -111,7 +111,8 @@ def test_the_headline_table_gives_mean_deviation_seeds_and_the_floor(tmp_path):
   written = report.readme_with_headlines(readme, tmp_path / "results")
   assert written.startswith(f"intro\n{report.README_START}\n" + report.headline_markdown(tmp_path / "results"))
   # then the findings' claims, numbered
-  assert written.endswith(f"\n{len(FINDINGS)}. {FINDINGS[-1].claim}.\n{report.README_END}\nrest\n")
+  status = report.STATUS[report.finding_status(FINDINGS[-1], tmp_path / "results")]
+  assert written.endswith(f"\n{len(FINDINGS)}. {FINDINGS[-1].claim} ({status}).\n{report.README_END}\nrest\n")
   assert "stale" not in written
 
 
@@ -188,7 +189,11 @@ def test_a_finding_weighs_each_difference_against_the_seeds_spread(tmp_path):
   assert report.difference_row(missing, results) == "| absent | not run |  | | | |"
   finding = Finding("A claim", "Its basis.", (TABLE,), (paired,))
   page = report.findings_markdown(results, (finding,))
-  assert "## 1. A claim\n\nIts basis.\n" in page and "### Table: Toy error (%)" in page
+  assert "## 1. A claim\n\n*Status: tested over seeds.*\n\nIts basis.\n" in page
+  assert "### Table: Toy error (%)" in page
+  # A claim is a lead while a comparison rests on one seed, and pending while one lacks its runs.
+  assert report.finding_status(Finding("c", "b", (), (paired, between)), results) == "lead"
+  assert report.finding_status(Finding("c", "b", (), (paired, between, missing)), results) == "pending"
 
 
 def test_the_demonstrations_figures_draw_the_elementwise_mean_of_the_seeds():
