@@ -243,7 +243,8 @@ def performance_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
            "`python -m experiments.benchmark` times the jitted training step of the MetaVAE and its three baselines at "
            "the MNIST setting (K = 5 distributions, B = 100 queries, sets of N = 10), beside a dense matmul measured "
            "in the same run, so that each step's share of the machine's matrix throughput is known. The original "
-           "code's seconds per step are those of the [design notes](design.md), section 8.", ""]
+           "code's seconds per step are those of the [design notes](design.md), section 8: its own training step on a "
+           "2-core CPU machine, not timed in the same run, so the ratio to ours is approximate.", ""]
   records = sorted((pathlib.Path(results_dir) / "benchmark").glob("*.json"))
   if not records:
     lines.append("No benchmark is recorded yet: `python -m experiments.benchmark --record results/benchmark/NAME.json` "
