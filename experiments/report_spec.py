@@ -279,6 +279,20 @@ FINDINGS: tuple[Finding, ...] = (
                          f"{t}_{model}", "mean_test_accuracy")
               for model, label in (("vhe", "VHE"), ("vae", "VAE")) for t in ("rotate", "scale", "shear"))),
     Finding(
+        "The MetaVAE's codes are far from invariant to the transformation it was amortized over: its set undoes only a "
+        "small part of it",
+        "Table 1 of the paper: the distance between the code of an image and the codes of its transformed versions, "
+        "small on the diagonal (the transformation the MetaVAE was amortized over) and large off it. Two references "
+        "read ours: the same distance with every set drawn from the untransformed images (what the set undoes is the "
+        "difference), and the distance between the codes of different images (a code that ignored the image "
+        "entirely would be this far).",
+        (_table("mnist_table1"),),
+        tuple(Difference(f"amortized over {t}, {t} applied: {label}", "mnist_table1", "sparse_meta_vae",
+                         f"table1.{t}.own_sets.{j}", "sparse_meta_vae", path, digits=2)
+              for j, t in enumerate(TABLE1_TRANSFORMS)
+              for label, path in (("own sets - untransformed sets", f"table1.{t}.base_sets.{j}"),
+                                  ("own sets - different images", f"table1.{t}.different_images")))),
+    Finding(
         "One MetaVAE amortized over three exponential families infers each family's parameter almost as well as a "
         "MetaVAE of that family alone, where one amortized over another family fails",
         "Figure 4 of the paper: a MetaVAE over 30 Gaussian, 30 log-normal and 30 exponential distributions against "
