@@ -47,6 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"[1, config.num_train_mixtures={config.num_train_mixtures}]")
   trainer.check_choice(config, "decoder_labels", ("matched", "anchored", "fixed"))
   trainer.check_choice(config, "decoder_variance", ("learned", "known"))
+  trainer.check_choice(config, "decoder_init", ("prior", "data"))
   if config.num_distributions_per_step > config.num_train_mixtures:
     raise trainer.ConfigError(
         f"config.num_distributions_per_step={config.num_distributions_per_step} is not allowed; "
@@ -106,7 +107,14 @@ def with_variance(decoder: dict, config: ml_collections.ConfigDict) -> dict:
   return decoder
 
 
-def init_decoders(key: jax.Array, num: int, config: ml_collections.ConfigDict) -> dict:
+def init_decoders(key: jax.Array, means: jax.Array, config: ml_collections.ConfigDict) -> dict:
+  """The decoders of the mixtures of `means` (num, 2, d) at step 0: their means drawn from the prior
+  (`decoder_init="prior"`) or two points of each mixture (`"data"`), and a log-variance of 0."""
+  num = means.shape[0]
+  if config.decoder_init == "data":
+    points, _ = jax.vmap(lambda k, m: sample_points(k, m, (2,), config.component_variance))(
+        jax.random.split(key, num), means)
+    return {"means": points, "log_variance": jnp.zeros((num,))}
   return {"means": sample_mixture_means(key, num, config), "log_variance": jnp.zeros((num,))}
 
 
@@ -238,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   state = trainer.fit(
       vae_config, workdir, run="vae",
       init=lambda key: ({"inference": vae.init(key, jnp.zeros((1, config.data_dim))),
-                         "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, 1, config))}, {}),
+                         "decoder": jax.tree.map(lambda p: p[0], init_decoders(key, train_means[:1], config))}, {}),
       loss_fn=functools.partial(vae_loss, model=vae, config=config), batch=(train_means[0],),
       optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS, num_steps_field="vae_num_steps")
   vae_predict = lambda sets, queries, key: jnp.argmax(vae.apply(state.params["inference"], queries).logits, -1)
@@ -259,7 +267,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
         config, workdir, run=name,
         init=lambda key: ({
             "inference": model.init(key, jnp.zeros((set_size, config.data_dim)), jnp.zeros((1, config.data_dim))),
-            "decoders": init_decoders(jax.random.fold_in(key, 1), num_mixtures, config)}, {}),
+            "decoders": init_decoders(jax.random.fold_in(key, 1), train_means[:num_mixtures], config)}, {}),
         loss_fn=functools.partial(meta_loss, model=model, config=config, set_size=set_size),
         batch=(train_means[:num_mixtures],), optimizer=optimizer(config), evaluation_fields=EVALUATION_FIELDS)
     predict = lambda sets, queries, key: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)

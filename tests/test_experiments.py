@@ -203,6 +203,19 @@ def test_decoders_of_known_variance_read_the_component_variance_and_leave_their_
   assert float(jnp.max(jnp.abs(gradient["log_variance"]))) == 0.0 and float(jnp.max(jnp.abs(gradient["means"]))) > 0
 
 
+def test_decoders_started_from_data_sit_on_points_of_their_mixture():
+  config = clustering_config.get_config("quick")
+  means = clustering.sample_mixture_means(jax.random.key(0), 50, config)
+  config.decoder_init = "data"
+  decoders = clustering.init_decoders(jax.random.key(1), means, config)
+  # Each started mean is a point of its own mixture: within 5 standard deviations of one of its two means.
+  distance = jnp.min(jnp.linalg.norm(decoders["means"][:, :, None] - means[:, None], axis=-1), -1)
+  assert decoders["means"].shape == means.shape and float(jnp.max(distance)) < 5 * 0.1 ** 0.5
+  config.decoder_init = "prior"
+  drawn = clustering.init_decoders(jax.random.key(1), means, config)["means"]
+  assert float(jnp.max(jnp.min(jnp.linalg.norm(drawn[:, :, None] - means[:, None], axis=-1), -1))) > 1.0
+
+
 def test_clustering_error_ignores_label_swaps():
   labels = jnp.array([0, 0, 1, 1, 1])
   assert float(clustering.permutation_free_error(1 - labels, labels)) == 0.0

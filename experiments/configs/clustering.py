@@ -43,6 +43,9 @@ def get_config(mode: str | None = None) -> ml_collections.ConfigDict:
   # Each decoder's variance: "learned" (a parameter of the decoder, as the paper) or "known" (the meta-distribution's
   # component_variance, as the Bayes floors assume).
   c.decoder_variance = "learned"
+  # Each decoder's two means at step 0: drawn from the prior of the means ("prior") or two points of its mixture
+  # ("data").
+  c.decoder_init = "prior"
   # Evaluation on unseen mixtures.
   c.num_test_mixtures = 1000
   c.test_queries = 200
