@@ -87,14 +87,15 @@ TABLES: tuple[Table, ...] = (
                      ("hidden_256", "width 256 instead of 128"),
                      ("mixtures_2000", "2000 training mixtures instead of 500"),
                      ("variance_known", "each decoder's variance the known component variance"),
-                     ("variance_known_hidden_256", "the variance known, width 256"))),
+                     ("init_data", "each decoder's means started at two points of its mixture"),
+                     ("variance_known_init_data", "the variance known, the means started at points of the mixture"))),
           scale=100, digits=2,
           note="Each row changes one setting of the default (anchored labels) run; the runs other than the default "
                "skip the VAE (--config.vae_num_steps=1), which does not touch the MetaVAE.",
           command="python -m experiments.clustering --config.data_dim=2 --config.set_sizes='(50,)' "
                   "--config.train_mixture_counts='()' --config.seed=K --workdir DIR",
           where="each row but the default adds its change: --config.num_steps=12000, --config.hidden=256, "
-                "--config.num_train_mixtures=2000 or --config.decoder_variance=known"),
+                "--config.num_train_mixtures=2000, --config.decoder_variance=known, --config.decoder_init=data"),
     Table("physics", "Inclined planes: MSE of the inferred friction over the paper's region (angles 20-70, lengths "
           "2-20)",
           (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
