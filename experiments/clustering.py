@@ -166,6 +166,26 @@ def permutation_free_error(predictions: jax.Array, labels: jax.Array) -> jax.Arr
   return jnp.minimum(wrong, 1.0 - wrong)
 
 
+# Edges of the bins of the distance between a mixture's two means that the diagnostics split by (the last bin is open).
+SEPARATION_EDGES = (0.0, 1.0, 1.5, 2.5)
+
+
+def separation(means: jax.Array) -> np.ndarray:
+  """|m1 - m0| of each mixture of `means` (num, 2, d)."""
+  return np.linalg.norm(np.asarray(means[:, 1] - means[:, 0]), axis=-1)
+
+
+def by_separation(values, distances: np.ndarray) -> list[float | None]:
+  """The mean of `values` (one per mixture) over the mixtures of each bin of SEPARATION_EDGES; None for an empty bin."""
+  values, bins = np.asarray(values), np.digitize(distances, SEPARATION_EDGES[1:])
+  return [float(np.mean(values[bins == b])) if np.any(bins == b) else None for b in range(len(SEPARATION_EDGES))]
+
+
+def bin_counts(distances: np.ndarray) -> list[int]:
+  """How many mixtures fall in each bin of SEPARATION_EDGES."""
+  return np.bincount(np.digitize(distances, SEPARATION_EDGES[1:]), minlength=len(SEPARATION_EDGES)).tolist()
+
+
 def evaluate(predict, test_means, key, config, set_size, batch_size=None):
   """Clustering error of each test mixture: its test queries clustered with one set D of N points of it.
 
@@ -273,18 +293,32 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     predict = lambda sets, queries, key: jnp.argmax(model.apply(state.params["inference"], sets, queries).logits, -1)
     return state, evaluate(predict, test_means, eval_key, config, set_size)
 
+  # Where the errors lie: each model's mean error over the test mixtures whose means are 0-1, 1-1.5, 1.5-2.5 and
+  # over 2.5 apart; and how the decoders of the largest N fit their training mixtures in the same bins.
+  test_separation = separation(test_means)
+  split = {"edges": list(SEPARATION_EDGES), "test_mixtures": bin_counts(test_separation)}
   for set_size in config.set_sizes:
     state, per_mixture = meta_vae(f"meta_vae_N{set_size}", set_size, config.num_train_mixtures)
     summarize(f"meta_vae_N{set_size}", per_mixture)
+    split[f"meta_vae_N{set_size}"] = by_separation(per_mixture, test_separation)
+  decoders = with_variance(state.params["decoders"], config)
+  train_separation = separation(train_means)
+  fitted = {"edges": list(SEPARATION_EDGES),
+            "mixtures": bin_counts(train_separation),
+            "true_separation": by_separation(train_separation, train_separation),
+            "learned_separation": by_separation(separation(decoders["means"]), train_separation),
+            "learned_variance": by_separation(np.exp(np.asarray(decoders["log_variance"])), train_separation)}
   by_mixtures = {str(m): float(jnp.mean(meta_vae(f"meta_vae_M{m}", max(config.set_sizes), m)[1]))
                  for m in config.train_mixture_counts}
 
   bayes = functools.partial(bayes_predict, config=config)
-  bayes_error = {"known_means": known_means_error(test_means, config),
-                 "set_conditional": {f"N{n}": float(jnp.mean(evaluate(bayes, test_means, eval_key, config, n,
-                                                                      batch_size=50)))
-                                     for n in config.set_sizes}}
+  bayes_error = {"known_means": known_means_error(test_means, config), "set_conditional": {}}
+  for n in config.set_sizes:
+    per_mixture = evaluate(bayes, test_means, eval_key, config, n, batch_size=50)
+    bayes_error["set_conditional"][f"N{n}"] = float(jnp.mean(per_mixture))
+    split[f"bayes_N{n}"] = by_separation(per_mixture, test_separation)
   results = {"clustering_error": errors, "bayes_error": bayes_error, "mixtures_above_20pct_error": failed,
+             "error_by_separation": split, "training_decoders_by_separation": fitted,
              "set_sizes": list(config.set_sizes),
              "clustering_error_by_num_train_mixtures": by_mixtures,
              "set_size_of_mixture_sweep": max(config.set_sizes), "num_train_mixtures": config.num_train_mixtures,

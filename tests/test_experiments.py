@@ -41,6 +41,16 @@ def test_clustering_end_to_end(tmp_path):
   runs = {json.loads(line)["run"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
   assert runs == {"vae", "meta_vae_N10", "meta_vae_N50", "meta_vae_M10"}
   assert 0.0 <= written["clustering_error_by_num_train_mixtures"]["10"] <= 0.5
+  # The errors split by the distance between the two means: the bins' counts cover the test mixtures, and their
+  # mean weighted by the counts is each model's error (and the Bayes classifier's).
+  split = written["error_by_separation"]
+  assert sum(split["test_mixtures"]) == 50 and split["edges"] == list(clustering.SEPARATION_EDGES)
+  for name, overall in (("meta_vae_N50", written["clustering_error"]["meta_vae_N50"]),
+                        ("bayes_N50", written["bayes_error"]["set_conditional"]["N50"])):
+    weighted = sum(n * e for n, e in zip(split["test_mixtures"], split[name]) if n) / 50
+    assert weighted == pytest.approx(overall, rel=1e-5)
+  fitted = written["training_decoders_by_separation"]
+  assert sum(fitted["mixtures"]) == 50 and len(fitted["learned_separation"]) == len(clustering.SEPARATION_EDGES)
 
 
 def test_clustering_runs_in_one_dimension(tmp_path):
