@@ -158,6 +158,26 @@ def _mean_and_deviation(values: Sequence[float]) -> tuple[float, float | None]:
   return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def _wall_time_line(loaded: dict[str, list[dict[str, Any]]]) -> str:
+  """"Wall time per seed: ..." over the settings of a table with result files: the range over its settings of the
+  mean minutes per seed, of training and of evaluation where it was timed, and the machines."""
+  entries = [e for setting in loaded.values() for e in setting]
+  if not entries:
+    return ""
+  spans = []
+  for field, what in (("training_minutes", "training"), ("evaluation_minutes", "evaluation")):
+    means = [sum(sum(e.get(field, {}).values()) for e in setting) / len(setting) for setting in loaded.values()
+             if setting and any(e.get(field) for e in setting)]
+    if means:
+      low, high = min(means), max(means)
+      spans.append(f"{low:.1f} minutes of {what}" if f"{low:.1f}" == f"{high:.1f}" else
+                   f"{low:.1f}-{high:.1f} minutes of {what}")
+  if not spans:  # nothing timed (a run that only collects other runs' checkpoints)
+    return ""
+  machines = sorted({s["machine"] for e in entries for s in e["sessions"]})
+  return f"Wall time per seed: {' and '.join(spans)} on {'; '.join(machines)} (each setting: the training-time table)."
+
+
 def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
   """The markdown of one table: a row per Row, a column per seed found, then mean, standard deviation, paper."""
   loaded = {row.setting: load(results_dir, table.experiment, row.setting) for row in table.rows}
@@ -167,6 +187,9 @@ def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
   lines = [f"### {table.title}", ""]
   if table.command:
     lines += [f"Command: `{table.command}`" + (f", where {table.where}." if table.where else "."), ""]
+  wall_time = _wall_time_line(loaded)
+  if wall_time:
+    lines += [wall_time, ""]
   lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
   for row in table.rows:
     by_seed = {e["seed"]: _lookup(e["results"], row.path) for e in loaded[row.setting]}

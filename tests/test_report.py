@@ -55,6 +55,9 @@ def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_p
     report.record(_workdir(tmp_path / f"w{seed}", seed, {"vae": 0.3, "meta_vae_N10": error}), "toy", "2d",
                   results_dir=tmp_path / "results")
   lines = report.table_markdown(TABLE, tmp_path / "results").splitlines()
+  assert lines[2] == ("Wall time per seed: 2.0 minutes of training and 1.0 minutes of evaluation on test machine "
+                      "(each setting: the training-time table).")
+  lines = lines[:2] + lines[4:]
   assert lines[2] == "|  | seed 0 | seed 1 | seed 2 | mean | sd | paper |"
   deviation = 100 * math.sqrt(((0.1 - 0.3) ** 2 + (0.2 - 0.3) ** 2 + (0.6 - 0.3) ** 2) / 2)
   assert lines[4] == f"| MetaVAE | 10.00 | 20.00 | 60.00 | 30.00 | {deviation:.2f} | 20.00 |"
@@ -68,8 +71,8 @@ def test_tables_give_each_seed_the_mean_the_sample_deviation_and_the_paper(tmp_p
   seed_3 = _workdir(tmp_path / "w3", 3, {"vae": 0.3})  # a seed from before the metric
   report.record(seed_3, "toy", "2d", results_dir=tmp_path / "results")
   rows = report.table_markdown(partial, tmp_path / "results").splitlines()
-  assert rows[4].endswith("| 0.300 (3 of 4 seeds) | 0.265 |  |")
-  assert rows[5].endswith("| not in its result files |  |  |")
+  assert rows[6].endswith("| 0.300 (3 of 4 seeds) | 0.265 |  |")
+  assert rows[7].endswith("| not in its result files |  |  |")
 
 
 def test_tables_refuse_seeds_that_ran_different_configs(tmp_path):
