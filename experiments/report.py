@@ -46,7 +46,7 @@ FREE_FIELDS = ("seed", "data.data_dir", "data.manual_dir", "checkpoint_every_sec
 
 # Config fields added after some result files were made, each with the value that runs the code as it was before
 # the field: a config without the field ran with that value.
-ADDED_FIELDS = {"decoder_variance": "learned", "likelihood_clamp": "none", "init": "flax"}
+ADDED_FIELDS = {"decoder_variance": "learned", "decoder_init": "prior", "likelihood_clamp": "none", "init": "flax"}
 
 
 def _setting(config: dict[str, Any], field: str) -> Any:
