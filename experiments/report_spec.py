@@ -291,8 +291,9 @@ FINDINGS: tuple[Finding, ...] = (
         "the training mixtures of the same kind the decoders, fitted to the encoder's assignments through the "
         "MetaELBO, shrink the distance between their means and inflate their variance. Removing that freedom does "
         "not help: with the variance fixed at the true one, training stalls at chance from the prior's means and "
-        "ends worse than the learned variance from means started at points of the mixture. More training mixtures "
-        "and longer training narrow the gap; a wider encoder stalls at chance (the table of what limits it).",
+        "ends worse than the learned variance from means started at points of the mixture. Neither four times the "
+        "training steps nor four times the training mixtures closes the gap (the latter helps two seeds of three "
+        "and hurts the third), and a wider encoder stalls at chance (the table of what limits it).",
         (_table("clustering", 1), _table("clustering", 2), _table("clustering_2d_N50", 1)),
         (*(Difference(f"MetaVAE - Bayes given D, means {SEPARATION_BINS[b]} apart (%)", "clustering", "2d",
                       f"error_by_separation.meta_vae_N50.{b}", "2d", f"error_by_separation.bayes_N50.{b}", scale=100,
