@@ -175,7 +175,10 @@ def _wall_time_line(loaded: dict[str, list[dict[str, Any]]]) -> str:
   if not spans:  # nothing timed (a run that only collects other runs' checkpoints)
     return ""
   machines = sorted({s["machine"] for e in entries for s in e["sessions"]})
-  return f"Wall time per seed: {' and '.join(spans)} on {'; '.join(machines)} (each setting: the training-time table)."
+  steps = sorted({e["config"].get("num_steps", e["config"].get("run", {}).get("num_steps")) for e in entries} - {None})
+  budget = f"Budget: {' or '.join(f'{n:,}' for n in steps)} training steps per model (the result files' configs). "
+  return (f"{budget if steps else ''}Wall time per seed: {' and '.join(spans)} on {'; '.join(machines)} (each "
+          "setting: the training-time table).")
 
 
 def table_markdown(table: Table, results_dir: pathlib.Path) -> str:
