@@ -219,3 +219,13 @@ def test_a_field_added_later_counts_at_the_value_that_runs_the_old_code(tmp_path
   report.record(newer, "toy", "2d", results_dir=tmp_path / "results")
   with pytest.raises(report.ReportError, match="decoder_variance differ"):
     report.load(tmp_path / "results", "toy", "2d")
+
+
+def test_a_table_states_the_budget_its_result_files_ran(tmp_path):
+  workdir = _workdir(tmp_path / "w", 0, {"vae": 0.3})
+  session = json.loads((workdir / rundir.PROVENANCE_NAME).read_text())
+  session["config"]["num_steps"] = 3000
+  (workdir / rundir.PROVENANCE_NAME).write_text(json.dumps(session) + "\n")
+  report.record(workdir, "toy", "2d", results_dir=tmp_path / "results")
+  assert "Budget: 3,000 training steps per model (the result files' configs). Wall time per seed: 2.0 minutes" in \
+      report.table_markdown(TABLE, tmp_path / "results")
