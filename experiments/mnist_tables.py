@@ -292,9 +292,9 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   table2_accuracy = {f"{t}/{s}/{m}": r["mean_test_accuracy"] for (t, s, m), r in found.items()}
   # What `python -m experiments.report record` keeps: the Table 1 rows (the Table 2 cells are recorded each from its
   # own workdir).
-  rundir.atomic_write_text(workdir / "results.json", json.dumps(
-      {"table1": table1_rows, "table1_model": config.table1_model, "table1_split": config.table1_split,
-       "table1_images": config.table1_images, "mean_test_accuracy": table2_accuracy}, indent=1) + "\n")
+  trainer.write_results(workdir, {"table1": table1_rows, "table1_model": config.table1_model,
+                                  "table1_split": config.table1_split, "table1_images": config.table1_images,
+                                  "mean_test_accuracy": table2_accuracy})
   return table2_accuracy
 
 

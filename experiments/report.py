@@ -158,6 +158,11 @@ def _mean_and_deviation(values: Sequence[float]) -> tuple[float, float | None]:
   return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def _mean_minutes(entries: Sequence[dict[str, Any]], field: str) -> float:
+  """The minutes of `field` ("training_minutes" or "evaluation_minutes") per seed, summed over runs."""
+  return sum(sum(e.get(field, {}).values()) for e in entries) / len(entries)
+
+
 def _wall_time_line(loaded: dict[str, list[dict[str, Any]]]) -> str:
   """"Wall time per seed: ..." over the settings of a table with result files: the range over its settings of the
   mean minutes per seed, of training and of evaluation where it was timed, and the machines."""
@@ -166,7 +171,7 @@ def _wall_time_line(loaded: dict[str, list[dict[str, Any]]]) -> str:
     return ""
   spans = []
   for field, what in (("training_minutes", "training"), ("evaluation_minutes", "evaluation")):
-    means = [sum(sum(e.get(field, {}).values()) for e in setting) / len(setting) for setting in loaded.values()
+    means = [_mean_minutes(setting, field) for setting in loaded.values()
              if setting and any(e.get(field) for e in setting)]
     if means:
       low, high = min(means), max(means)
@@ -222,8 +227,7 @@ def wall_times_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
            "|---|---|---|---|---|---|---|"]
   for directory in sorted({f.parent for f in pathlib.Path(results_dir).glob("**/seed_*.json")}):
     entries = [json.loads(f.read_text()) for f in sorted(directory.glob("seed_*.json"))]
-    means = [sum(sum(e.get(field, {}).values()) for e in entries) / len(entries)
-             for field in ("training_minutes", "evaluation_minutes")]
+    means = [_mean_minutes(entries, field) for field in ("training_minutes", "evaluation_minutes")]
     machines = sorted({f"{s['machine']}, {s['devices']}" for e in entries for s in e["sessions"]})
     setting = directory.relative_to(results_dir)
     evaluated = any(e.get("evaluation_minutes") for e in entries)  # only some experiments time their evaluation
