@@ -31,6 +31,8 @@ from meta_amortized.sampling import sample_without_replacement
 # Read only by the evaluation (or, for vae_num_steps, as another run's num_steps): see `trainer.fit`.
 EVALUATION_FIELDS = ("num_test_mixtures", "test_queries", "vae_num_steps", "bayes_chains", "bayes_steps",
                      "bayes_burn_in")
+# The decoder_labels whose component 0 is the one nearer a point of the set (`anchor_point`).
+ANCHORED = ("anchored", "anchored_farthest")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -45,7 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise trainer.ConfigError(
         f"config.train_mixture_counts={config.train_mixture_counts!r} is not allowed; expected integers in "
         f"[1, config.num_train_mixtures={config.num_train_mixtures}]")
-  trainer.check_choice(config, "decoder_labels", ("matched", "anchored", "fixed"))
+  trainer.check_choice(config, "decoder_labels", ("matched", *ANCHORED, "fixed"))
   trainer.check_choice(config, "decoder_variance", ("learned", "known"))
   trainer.check_choice(config, "decoder_init", ("prior", "data"))
   if config.num_distributions_per_step > config.num_train_mixtures:
@@ -67,17 +69,27 @@ def sample_points(key: jax.Array, means: jax.Array, shape: tuple[int, ...], vari
   return means[labels] + noise, labels
 
 
+def anchor_point(sets: jax.Array, labels: str) -> jax.Array:
+  """The point of each set (..., N, d) -> (..., d) whose nearer component is component 0: the set's first point
+  (decoder_labels "anchored") or the one farthest from the set's mean ("anchored_farthest"), which lies clear of the
+  boundary between two close components far more often than a point drawn at random."""
+  if labels == "anchored_farthest":
+    distance = jnp.sum((sets - jnp.mean(sets, -2, keepdims=True)) ** 2, -1)
+    return jnp.take_along_axis(sets, jnp.argmax(distance, -1)[..., None, None], -2)[..., 0, :]
+  return sets[..., 0, :]
+
+
 class MetaClusterer(nn.Module):
   """g(D, x) = r(CONCAT(x, h(D))) with a categorical output over the two components."""
 
   hidden: int
-  anchor: bool = False  # r also reads the set's first point (decoder_labels "anchored")
+  labels: str = "fixed"  # the config's decoder_labels; anchored ones let r read the anchor point too
 
   @nn.compact
   def __call__(self, sets: jax.Array, queries: jax.Array) -> Categorical:
     summary = SummaryNetwork((self.hidden, self.hidden), activation=nn.relu)(sets)
-    if self.anchor:
-      summary = jnp.concatenate([summary, sets[..., 0, :]], -1)
+    if self.labels in ANCHORED:
+      summary = jnp.concatenate([summary, anchor_point(sets, self.labels)], -1)
     summary = jnp.broadcast_to(summary, queries.shape[:-1] + summary.shape[-1:])
     return Categorical(MLP((self.hidden, self.hidden, 2))(jnp.concatenate([queries, summary], -1)))
 
@@ -141,8 +153,8 @@ def meta_loss(params, state, key, train_means, *, model, config, set_size):
     swapped = objectives.enumerated_elbo(posterior, log_likelihoods[:, ::-1])
     if config.decoder_labels == "matched":  # the order a decoder parameter, fitted exactly: the better of both
       return jnp.where(jnp.mean(elbo) >= jnp.mean(swapped), elbo, swapped)
-    if config.decoder_labels == "anchored":  # component 0 the one nearer the set's first point
-      distance = jnp.sum((decoder["means"] - sets[0]) ** 2, -1)
+    if config.decoder_labels in ANCHORED:  # component 0 the one nearer the set's anchor point
+      distance = jnp.sum((decoder["means"] - anchor_point(sets, config.decoder_labels)) ** 2, -1)
       return jnp.where(distance[0] <= distance[1], elbo, swapped)
     return elbo
 
@@ -280,7 +292,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
 
   summarize("vae", evaluate(vae_predict, test_means, eval_key, config, 1))
 
-  model = MetaClusterer(config.hidden, anchor=config.decoder_labels == "anchored")
+  model = MetaClusterer(config.hidden, labels=config.decoder_labels)
 
   def meta_vae(name, set_size, num_mixtures):
     state = trainer.fit(

@@ -173,11 +173,11 @@ def test_the_known_means_floor_is_the_error_of_the_known_means_classifier():
   assert clustering.known_means_error(means, config) == pytest.approx(empirical, rel=0.05)
 
 
-@pytest.mark.parametrize("labels", ["matched", "anchored"])
+@pytest.mark.parametrize("labels", ["matched", "anchored", "anchored_farthest"])
 def test_a_decoder_scores_the_same_whichever_order_its_means_are_in(labels):
   config = clustering_config.get_config("quick")
   config.num_distributions_per_step = 4
-  model = clustering.MetaClusterer(config.hidden, anchor=labels == "anchored")
+  model = clustering.MetaClusterer(config.hidden, labels=labels)
   means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
   params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
             "decoders": {"means": means, "log_variance": jnp.zeros((4,))}}
@@ -194,10 +194,19 @@ def test_a_decoder_scores_the_same_whichever_order_its_means_are_in(labels):
     assert loss(params, labels) <= min(loss(params, "fixed"), loss(swapped, "fixed")) + 1e-5
 
 
+def test_an_anchor_point_is_the_sets_first_point_or_the_one_farthest_from_its_mean():
+  sets = jax.random.normal(jax.random.key(0), (3, 7, 2))
+  farthest = np.asarray(clustering.anchor_point(sets, "anchored_farthest"))
+  for one, anchor in zip(np.asarray(sets), farthest):
+    assert anchor.tolist() == one[np.argmax(np.sum((one - one.mean(0)) ** 2, -1))].tolist()
+  assert np.asarray(clustering.anchor_point(sets[1], "anchored_farthest")).tolist() == farthest[1].tolist()
+  assert np.asarray(clustering.anchor_point(sets, "anchored")).tolist() == np.asarray(sets[:, 0]).tolist()
+
+
 def test_decoders_of_known_variance_read_the_component_variance_and_leave_their_own_untrained():
   config = clustering_config.get_config("quick")
   config.num_distributions_per_step = 4
-  model = clustering.MetaClusterer(config.hidden, anchor=True)
+  model = clustering.MetaClusterer(config.hidden, labels="anchored")
   means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
   params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
             "decoders": {"means": means, "log_variance": jnp.full((4,), 0.7)}}
