@@ -75,44 +75,58 @@ TABLES: tuple[Table, ...] = (
           where="D is 1 or 2, K the seed, DIR a fresh directory; the default budget"),
     Table("clustering", "Clustering, 2-D, N = 50: the error on unseen mixtures by the distance between their two "
           "means (%)",
-          tuple(Row(f"means {bin_label} apart: {label}", "2d", f"error_by_separation.{key}.{b}")
+          tuple(Row(f"means {bin_label} apart: {label}", setting, f"error_by_separation.{key}.{b}")
                 for b, bin_label in enumerate(SEPARATION_BINS)
-                for label, key in (("MetaVAE", "meta_vae_N50"), ("Bayes classifier given D", "bayes_N50"))),
+                for label, setting, key in (("MetaVAE, farthest-point anchor (default)", "2d", "meta_vae_N50"),
+                                            ("MetaVAE, first-point anchor", "2d_anchor_first", "meta_vae_N50"),
+                                            ("Bayes classifier given D", "2d", "bayes_N50"))),
           scale=100, digits=2,
-          command="python -m experiments.clustering --config.data_dim=2 --config.seed=K --workdir DIR"),
+          command="python -m experiments.clustering --config.data_dim=2 --config.seed=K --workdir DIR",
+          where="the first-point anchor's rows add --config.decoder_labels=anchored"),
     Table("clustering", "Clustering, 2-D, N = 50: how the decoders fit their training mixtures, by the distance "
           "between the mixture's means",
-          tuple(Row(f"means {bin_label} apart: {label}", "2d", f"training_decoders_by_separation.{key}.{b}")
+          tuple(Row(f"means {bin_label} apart: {label}", setting, f"training_decoders_by_separation.{key}.{b}")
                 for b, bin_label in enumerate(SEPARATION_BINS)
-                for label, key in (("training mixtures (of 500)", "mixtures"), ("true separation", "true_separation"),
-                                   ("the decoder's separation", "learned_separation"),
-                                   ("the decoder's variance (true: 0.1)", "learned_variance"))),
-          digits=2, command="python -m experiments.clustering --config.data_dim=2 --config.seed=K --workdir DIR"),
+                for label, setting, key in (
+                    ("training mixtures (of 500)", "2d", "mixtures"), ("true separation", "2d", "true_separation"),
+                    ("the decoder's separation, farthest-point anchor", "2d", "learned_separation"),
+                    ("the decoder's separation, first-point anchor", "2d_anchor_first", "learned_separation"),
+                    ("the decoder's variance (true: 0.1), farthest-point anchor", "2d", "learned_variance"),
+                    ("the decoder's variance (true: 0.1), first-point anchor", "2d_anchor_first",
+                     "learned_variance"))),
+          digits=2, command="python -m experiments.clustering --config.data_dim=2 --config.seed=K --workdir DIR",
+          where="the first-point anchor's rows add --config.decoder_labels=anchored"),
     Table("clustering_2d_N50", "Clustering, 2-D, N = 50: how a decoder's component labels are set (error on unseen "
           "mixtures, %)",
           _n50_rows((("labels_fixed", "fixed by initialisation (the paper)"),
                      ("labels_matched", "both orders scored, the better kept"),
-                     ("labels_anchored", "the component of the set's first point is 0 (default)"))),
+                     ("labels_anchored", "the component of the set's first point is 0"),
+                     ("labels_anchored_farthest", "the component of the set's point farthest from its mean is 0 "
+                                                  "(default)"))),
           scale=100, digits=2,
+          note="The farthest-point rows skip the VAE (--config.vae_num_steps=1), which does not touch the MetaVAE.",
           command="python -m experiments.clustering --config.data_dim=2 --config.set_sizes='(50,)' "
                   "--config.train_mixture_counts='()' --config.decoder_labels=L --config.seed=K --workdir DIR",
-          where="L is fixed, matched or anchored"),
+          where="L is fixed, matched, anchored or anchored_farthest"),
     Table("clustering_2d_N50", "Clustering, 2-D, N = 50: what limits the MetaVAE (error on unseen mixtures, %)",
-          _n50_rows((("labels_anchored", "the default (anchored labels)"),
+          _n50_rows((("labels_anchored", "the first-point anchor"),
                      ("steps_12000", "12,000 steps instead of 3000"),
                      ("hidden_256", "width 256 instead of 128"),
                      ("mixtures_2000", "2000 training mixtures instead of 500"),
                      ("mixtures_2000_steps_12000", "2000 training mixtures and 12,000 steps"),
                      ("variance_known", "each decoder's variance the known component variance"),
                      ("init_data", "each decoder's means started at two points of its mixture"),
-                     ("variance_known_init_data", "the variance known, the means started at points of the mixture"))),
+                     ("variance_known_init_data", "the variance known, the means started at points of the mixture"),
+                     ("labels_anchored_farthest", "the farthest-point anchor instead (the default)"))),
           scale=100, digits=2,
-          note="Each row changes the default (anchored labels) run as it names. The runs of 12,000 steps, width 256 "
-               "and 2000 mixtures also skip the VAE (--config.vae_num_steps=1), which does not touch the MetaVAE.",
+          note="Each row changes the run with the first-point anchor (decoder_labels=anchored) as it names. The runs "
+               "of 12,000 steps, width 256, 2000 mixtures and the farthest-point anchor also skip the VAE "
+               "(--config.vae_num_steps=1), which does not touch the MetaVAE.",
           command="python -m experiments.clustering --config.data_dim=2 --config.set_sizes='(50,)' "
-                  "--config.train_mixture_counts='()' --config.seed=K --workdir DIR",
-          where="each row but the default adds its change: --config.num_steps=12000, --config.hidden=256, "
-                "--config.num_train_mixtures=2000, --config.decoder_variance=known or --config.decoder_init=data"),
+                  "--config.train_mixture_counts='()' --config.decoder_labels=anchored --config.seed=K --workdir DIR",
+          where="each row but the first adds its change: --config.num_steps=12000, --config.hidden=256, "
+                "--config.num_train_mixtures=2000, --config.decoder_variance=known, --config.decoder_init=data or "
+                "--config.decoder_labels=anchored_farthest"),
     Table("physics", "Inclined planes: MSE of the inferred friction over the paper's region (angles 20-70, lengths "
           "2-20)",
           (Row("MetaVAE", "default", "meta_vae_mse_in_region", paper.PLANES_MSE_BOUND),
@@ -274,36 +288,47 @@ FINDINGS: tuple[Finding, ...] = (
         "initialisation put it), and the encoder must label every mixture alike. In 2-D the two components have no "
         "continuous order, so a g(D, x) that is continuous in D must flip its labels somewhere and clusters whole "
         "mixtures wrongly near there. Scoring both orders of each decoder and keeping the better fits the order, "
-        "but leaves the flip; anchoring it (component 0 is the one nearer the set's first point, which g reads) "
-        "gives g a rule it can follow everywhere. The ablation: 2-D mixtures, N = 50 alone, three seeds each.",
+        "but leaves the flip; anchoring it (component 0 is the one nearer a point of the set, which g reads) gives "
+        "g a rule it can follow everywhere, and the anchor works best where it lies clear of the boundary between "
+        "the components: the set's point farthest from its mean rather than its first point. The ablation: 2-D "
+        "mixtures, N = 50 alone, three seeds each.",
         (_table("clustering_2d_N50"),),
-        tuple(Difference(f"{labels} - anchored: {what}", "clustering_2d_N50", f"labels_{labels}", path,
-                         "labels_anchored", path, scale=100, digits=2)
-              for labels in ("fixed", "matched")
+        tuple(Difference(f"{labels} - anchored on the farthest point: {what}", "clustering_2d_N50",
+                         f"labels_{labels}", path, "labels_anchored_farthest", path, scale=100, digits=2)
+              for labels in ("fixed", "matched", "anchored")
               for what, path in (("error (%)", "clustering_error.meta_vae_N50"),
                                  ("share of mixtures above 20 % error (%)",
                                   "mixtures_above_20pct_error.meta_vae_N50")))),
     Finding(
-        "In 2-D the MetaVAE clusters well-separated mixtures at the Bayes floor; its excess error lies on the "
-        "overlapping ones, whose training decoders draw their means together and widen their variance",
-        "The 2-D MetaVAE at N = 50 stays above the Bayes classifier given the same set (the clustering table). Split "
-        "by the distance between the two means, the excess sits on the few mixtures whose means are close, and on "
-        "the training mixtures of the same kind the decoders, fitted to the encoder's assignments through the "
-        "MetaELBO, shrink the distance between their means and inflate their variance. Removing that freedom does "
-        "not help: with the variance fixed at the true one, training stalls at chance from the prior's means and "
-        "ends worse than the learned variance from means started at points of the mixture. Neither four times the "
-        "training steps nor four times the training mixtures closes the gap (the latter helps two seeds of three "
-        "and hurts the third), and a wider encoder stalls at chance (the table of what limits it).",
+        "Anchored on the set's first point, the 2-D MetaVAE's excess error lies on overlapping mixtures, whose "
+        "training decoders draw their means together and widen their variance; anchored on the farthest point, "
+        "most of that excess goes",
+        "Split by the distance between the two means, the error of the first-point anchor over the Bayes classifier "
+        "given the same set sits on the few mixtures whose means are close, and on training mixtures of that kind "
+        "the decoders shrink the distance between their means and inflate their variance. There the first point "
+        "lies near the boundary between the components about as often as any point of the set and names component "
+        "0 by chance, so a decoder is taught labels that swap from step to step. The point farthest from the set's "
+        "mean lies far out along the line between the means. Other changes, tried with the first-point anchor, did "
+        "not close the gap (the table of what limits it): four times the steps or the training mixtures helped "
+        "less, the known variance stalled at chance, and a wider encoder stalled too.",
         (_table("clustering", 1), _table("clustering", 2), _table("clustering_2d_N50", 1)),
-        (*(Difference(f"MetaVAE - Bayes given D, means {SEPARATION_BINS[b]} apart (%)", "clustering", "2d",
-                      f"error_by_separation.meta_vae_N50.{b}", "2d", f"error_by_separation.bayes_N50.{b}", scale=100,
-                      digits=2) for b in range(4)),
-         Difference("decoder's - true separation, training means under 1 apart", "clustering", "2d",
-                    "training_decoders_by_separation.learned_separation.0", "2d",
-                    "training_decoders_by_separation.true_separation.0", digits=2),
-         Difference("decoder's variance, means under 1 apart - over 2.5 apart", "clustering", "2d",
-                    "training_decoders_by_separation.learned_variance.0", "2d",
-                    "training_decoders_by_separation.learned_variance.3", digits=3))),
+        (*(Difference(f"first-point - farthest-point anchor: MetaVAE, {d}, N = 50 (%)", "clustering",
+                      f"{d}_anchor_first", "clustering_error.meta_vae_N50", d, "clustering_error.meta_vae_N50",
+                      scale=100, digits=2) for d in ("2d", "1d")),
+         *(Difference(f"first-point - farthest-point anchor, means {SEPARATION_BINS[b]} apart (%)", "clustering",
+                      "2d_anchor_first", f"error_by_separation.meta_vae_N50.{b}", "2d",
+                      f"error_by_separation.meta_vae_N50.{b}", scale=100, digits=2) for b in range(4)),
+         *(Difference(f"MetaVAE - Bayes given D, {anchor} anchor, means under 1 apart (%)", "clustering", setting,
+                      "error_by_separation.meta_vae_N50.0", setting, "error_by_separation.bayes_N50.0", scale=100,
+                      digits=2) for anchor, setting in (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))),
+         *(Difference(f"decoder's - true separation, {anchor} anchor, training means under 1 apart", "clustering",
+                      setting, "training_decoders_by_separation.learned_separation.0", setting,
+                      "training_decoders_by_separation.true_separation.0", digits=2)
+           for anchor, setting in (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))),
+         *(Difference(f"decoder's variance, {anchor} anchor, means under 1 apart - over 2.5 apart", "clustering",
+                      setting, "training_decoders_by_separation.learned_variance.0", setting,
+                      "training_decoders_by_separation.learned_variance.3", digits=3)
+           for anchor, setting in (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))))),
     Finding(
         "On the inclined planes, the MetaVAE's excess over the Bayes-optimal posterior mean lies mostly beyond the "
         "training planes' span",
@@ -335,12 +360,19 @@ FINDINGS: tuple[Finding, ...] = (
         "The original code initialises the NS and the VHEs (not its MetaVAE) with xavier_normal kernels of gain "
         "sqrt 2, clamps every model's Bernoulli probabilities, and keeps its baselines' checkpoint by a test marginal "
         "of the wrong sign, i.e. an early one. Each departure is switched on alone in our VHE and evaluated at 600 "
-        "steps (one epoch of the original) and 3000; the clamp alone leaves the accuracy where it was.",
+        "steps (one epoch of the original) and 3000; the clamp alone leaves the accuracy where it was. With both, the "
+        "VHE + VampPrior on the contiguous split (the original's configs) stays above the VHE on rotation, as in the "
+        "paper, and falls below it on scale, where the paper has it above: the departures explain the VHE's "
+        "column, not the VampPrior's.",
         (_table("mnist_baselines"),),
-        tuple(Difference(f"{t}, {steps} steps: VHE + {variant} - VHE", "mnist_baselines",
-                         f"{t}_sparse_vhe_{variant}/step_{steps}", "mean_test_accuracy",
-                         f"{t}_sparse_vhe_none/step_{steps}", "mean_test_accuracy")
-              for t in ("rotate", "scale") for variant in ("init", "clamp") for steps in (600, 3000))),
+        (*(Difference(f"{t}, {steps} steps: VHE + {variant} - VHE", "mnist_baselines",
+                      f"{t}_sparse_vhe_{variant}/step_{steps}", "mean_test_accuracy",
+                      f"{t}_sparse_vhe_none/step_{steps}", "mean_test_accuracy")
+           for t in ("rotate", "scale") for variant in ("init", "clamp") for steps in (600, 3000)),
+         *(Difference(f"{t}, {steps} steps, clamp + init: VHE + VampPrior (contiguous) - VHE (sparse)",
+                      "mnist_baselines", f"{t}_contiguous_vhe_vampprior_clamp_init/step_{steps}", "mean_test_accuracy",
+                      f"{t}_sparse_vhe_clamp_init/step_{steps}", "mean_test_accuracy")
+           for t in ("rotate", "scale") for steps in (600, 3000)))),
     Finding(
         "The MetaVAE's codes are far from invariant to the transformation it was amortized over: its set undoes only a "
         "small part of it",
