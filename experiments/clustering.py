@@ -69,27 +69,29 @@ def sample_points(key: jax.Array, means: jax.Array, shape: tuple[int, ...], vari
   return means[labels] + noise, labels
 
 
-def anchor_point(sets: jax.Array, labels: str) -> jax.Array:
+def anchor_point(sets: jax.Array, decoder_labels: str) -> jax.Array:
   """The point of each set (..., N, d) -> (..., d) whose nearer component is component 0: the set's first point
   (decoder_labels "anchored") or the one farthest from the set's mean ("anchored_farthest"), which lies clear of the
   boundary between two close components far more often than a point drawn at random."""
-  if labels == "anchored_farthest":
+  if decoder_labels == "anchored_farthest":
     distance = jnp.sum((sets - jnp.mean(sets, -2, keepdims=True)) ** 2, -1)
     return jnp.take_along_axis(sets, jnp.argmax(distance, -1)[..., None, None], -2)[..., 0, :]
-  return sets[..., 0, :]
+  if decoder_labels == "anchored":
+    return sets[..., 0, :]
+  raise ValueError(f"decoder_labels={decoder_labels!r} names no anchor point; expected one of {ANCHORED}")
 
 
 class MetaClusterer(nn.Module):
   """g(D, x) = r(CONCAT(x, h(D))) with a categorical output over the two components."""
 
   hidden: int
-  labels: str = "fixed"  # the config's decoder_labels; anchored ones let r read the anchor point too
+  decoder_labels: str = "fixed"  # the config's; with an anchored one r also reads the set's anchor point
 
   @nn.compact
   def __call__(self, sets: jax.Array, queries: jax.Array) -> Categorical:
     summary = SummaryNetwork((self.hidden, self.hidden), activation=nn.relu)(sets)
-    if self.labels in ANCHORED:
-      summary = jnp.concatenate([summary, anchor_point(sets, self.labels)], -1)
+    if self.decoder_labels in ANCHORED:
+      summary = jnp.concatenate([summary, anchor_point(sets, self.decoder_labels)], -1)
     summary = jnp.broadcast_to(summary, queries.shape[:-1] + summary.shape[-1:])
     return Categorical(MLP((self.hidden, self.hidden, 2))(jnp.concatenate([queries, summary], -1)))
 
@@ -292,7 +294,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
 
   summarize("vae", evaluate(vae_predict, test_means, eval_key, config, 1))
 
-  model = MetaClusterer(config.hidden, labels=config.decoder_labels)
+  model = MetaClusterer(config.hidden, decoder_labels=config.decoder_labels)
 
   def meta_vae(name, set_size, num_mixtures):
     state = trainer.fit(

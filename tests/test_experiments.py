@@ -177,7 +177,7 @@ def test_the_known_means_floor_is_the_error_of_the_known_means_classifier():
 def test_a_decoder_scores_the_same_whichever_order_its_means_are_in(labels):
   config = clustering_config.get_config("quick")
   config.num_distributions_per_step = 4
-  model = clustering.MetaClusterer(config.hidden, labels=labels)
+  model = clustering.MetaClusterer(config.hidden, decoder_labels=labels)
   means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
   params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
             "decoders": {"means": means, "log_variance": jnp.zeros((4,))}}
@@ -201,12 +201,31 @@ def test_an_anchor_point_is_the_sets_first_point_or_the_one_farthest_from_its_me
     assert anchor.tolist() == one[np.argmax(np.sum((one - one.mean(0)) ** 2, -1))].tolist()
   assert np.asarray(clustering.anchor_point(sets[1], "anchored_farthest")).tolist() == farthest[1].tolist()
   assert np.asarray(clustering.anchor_point(sets, "anchored")).tolist() == np.asarray(sets[:, 0]).tolist()
+  with pytest.raises(ValueError, match="'matched'"):
+    clustering.anchor_point(sets, "matched")
+
+
+def test_the_farthest_anchor_leaves_the_encoder_invariant_to_the_order_of_the_set():
+  config = clustering_config.get_config("quick")
+  sets = jax.random.normal(jax.random.key(0), (10, 2))
+  queries = jax.random.normal(jax.random.key(1), (5, 2))
+  shuffled = sets[jax.random.permutation(jax.random.key(2), 10)]
+  assert sets[0].tolist() != shuffled[0].tolist()
+
+  def change(decoder_labels):
+    model = clustering.MetaClusterer(config.hidden, decoder_labels=decoder_labels)
+    params = model.init(jax.random.key(3), sets, queries)
+    return float(jnp.max(jnp.abs(model.apply(params, sets, queries).logits
+                                 - model.apply(params, shuffled, queries).logits)))
+
+  assert change("anchored_farthest") < 1e-5
+  assert change("anchored") > 1e-3  # the first point is read, so the order matters
 
 
 def test_decoders_of_known_variance_read_the_component_variance_and_leave_their_own_untrained():
   config = clustering_config.get_config("quick")
   config.num_distributions_per_step = 4
-  model = clustering.MetaClusterer(config.hidden, labels="anchored")
+  model = clustering.MetaClusterer(config.hidden, decoder_labels="anchored")
   means = clustering.sample_mixture_means(jax.random.key(0), 4, config)
   params = {"inference": model.init(jax.random.key(1), jnp.zeros((10, 2)), jnp.zeros((1, 2))),
             "decoders": {"means": means, "log_variance": jnp.full((4,), 0.7)}}
