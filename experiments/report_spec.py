@@ -65,6 +65,11 @@ BASELINE_VARIANTS = (("vhe", "sparse", "none", "VHE"), ("vhe", "sparse", "clamp"
                      ("vhe_vampprior", "contiguous", "clamp_init", "VHE + VampPrior + clamp + init"),
                      ("meta_vae", "sparse", "clamp", "MetaVAE + clamp"))
 
+# The 2-D clustering seeds of each anchor (decoder_labels anchored, and anchored_farthest, the default), and how the
+# first-point rows are run.
+ANCHOR_SETTINGS = (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))
+FIRST_POINT_ROWS = "the first-point anchor's rows add --config.decoder_labels=anchored"
+
 TABLES: tuple[Table, ...] = (
     Table("clustering", "Clustering error on 1000 unseen mixtures (%)",
           (*_clustering_rows("1d"), *_clustering_rows("2d"),
@@ -86,7 +91,7 @@ TABLES: tuple[Table, ...] = (
                                             ("Bayes classifier given D", "2d", "bayes_N50"))),
           scale=100, digits=2,
           command="python -m experiments.clustering --config.data_dim=2 --config.seed=K --workdir DIR",
-          where="the first-point anchor's rows add --config.decoder_labels=anchored"),
+          where=FIRST_POINT_ROWS),
     Table("clustering", "Clustering, 2-D, N = 50: how the decoders fit their training mixtures, by the distance "
           "between the mixture's means",
           tuple(Row(f"means {bin_label} apart: {label}", setting, f"training_decoders_by_separation.{key}.{b}")
@@ -99,7 +104,7 @@ TABLES: tuple[Table, ...] = (
                     ("the decoder's variance (true: 0.1), first-point anchor", "2d_anchor_first",
                      "learned_variance"))),
           digits=2, command="python -m experiments.clustering --config.data_dim=2 --config.seed=K --workdir DIR",
-          where="the first-point anchor's rows add --config.decoder_labels=anchored"),
+          where=FIRST_POINT_ROWS),
     Table("clustering_2d_N50", "Clustering, 2-D, N = 50: how a decoder's component labels are set (error on unseen "
           "mixtures, %)",
           _n50_rows((("labels_fixed", "fixed by initialisation (the paper)"),
@@ -325,15 +330,15 @@ FINDINGS: tuple[Finding, ...] = (
                       f"error_by_separation.meta_vae_N50.{b}", scale=100, digits=2) for b in range(4)),
          *(Difference(f"MetaVAE - Bayes given D, {anchor} anchor, means under 1 apart (%)", "clustering", setting,
                       "error_by_separation.meta_vae_N50.0", setting, "error_by_separation.bayes_N50.0", scale=100,
-                      digits=2) for anchor, setting in (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))),
+                      digits=2) for anchor, setting in ANCHOR_SETTINGS),
          *(Difference(f"decoder's - true separation, {anchor} anchor, training means under 1 apart", "clustering",
                       setting, "training_decoders_by_separation.learned_separation.0", setting,
                       "training_decoders_by_separation.true_separation.0", digits=2)
-           for anchor, setting in (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))),
+           for anchor, setting in ANCHOR_SETTINGS),
          *(Difference(f"decoder's variance, {anchor} anchor, means under 1 apart - over 2.5 apart", "clustering",
                       setting, "training_decoders_by_separation.learned_variance.0", setting,
                       "training_decoders_by_separation.learned_variance.3", digits=3)
-           for anchor, setting in (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))),
+           for anchor, setting in ANCHOR_SETTINGS),
          *(Difference(f"{label}, first-point anchor - farthest-point anchor: MetaVAE, N = 50 (%)",
                       "clustering_2d_N50", setting, "clustering_error.meta_vae_N50", "labels_anchored_farthest",
                       "clustering_error.meta_vae_N50", scale=100, digits=2)
