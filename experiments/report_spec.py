@@ -80,8 +80,7 @@ TABLES: tuple[Table, ...] = (
                "20 % error counts failures in 2-D; in 1-D many mixtures overlap, and even the Bayes classifiers pass "
                "20 % on some, so there it counts overlap as much as failure.",
           command="python -m experiments.clustering --config.data_dim=D --config.seed=K --workdir DIR",
-          where="D is 1 or 2, K the seed, DIR a fresh directory; the default budget; the first-point anchor's rows "
-                "add --config.decoder_labels=anchored"),
+          where=f"D is 1 or 2, K the seed, DIR a fresh directory; the default budget; {FIRST_POINT_ROWS}"),
     Table("clustering", "Clustering, 2-D, N = 50: the error on unseen mixtures by the distance between their two "
           "means (%)",
           tuple(Row(f"means {bin_label} apart: {label}", setting, f"error_by_separation.{key}.{b}")
