@@ -13,7 +13,8 @@ Training images are binarised afresh at every use; the test images once, with a 
 the test -log p(x) by the importance-weighted bound with `nll_samples` samples from the final posterior; the
 test ELBO after each refinement step up to `eval_steps` (past the T of training, to see that it stays put);
 and the same curve for SGD and Adam on the posterior parameters from the same start (the prior), with the
-iterative_gradient model's decoder.
+iterative_gradient model's decoder. Each model's evaluation is kept in workdir/evaluations/<model>.json
+(`trainer.evaluate_once`): a run resumed after some models finished does not evaluate them again.
 
     python -m experiments.iterative_mnist --config experiments/configs/iterative_mnist.py \
         --config.data.manual_dir=../shared/data/mnist --workdir workdirs/iterative_mnist
@@ -151,6 +152,32 @@ def optimizer_curve(config, decoder_params, key, x, optimizer: optax.GradientTra
   return jnp.concatenate([values, jnp.mean(bound(q, keys[-1]))[None]])
 
 
+def _chunks(config, test_x: jax.Array, n: int) -> list[jax.Array]:
+  """The first `n` test images in chunks of config.nll_chunk."""
+  return [test_x[i:i + config.nll_chunk] for i in range(0, n, config.nll_chunk)]
+
+
+def evaluate(config, name: str, params: dict, eval_key: jax.Array, test_x: jax.Array) -> dict:
+  """{"nll": the test -log p(x) of model `name` (the importance-weighted bound with config.nll_samples samples from
+  its final posterior, on the first config.nll_examples images), "elbo_by_step": its test ELBO after each
+  refinement step, 0 to config.eval_steps, on the first config.eval_examples images}."""
+  final = jax.jit(functools.partial(final_posterior, config, name), static_argnums=3)
+  decoder = networks(config)[0]
+  iwae = jax.jit(lambda p, k, q, x: objectives.iwae_bound(k, q, _log_likelihood(decoder, p["decoder"], x),
+                                                           num_samples=config.nll_samples))
+  curves, bounds = [], []
+  for i, x in enumerate(_chunks(config, test_x, max(config.eval_examples, config.nll_examples))):
+    key = jax.random.fold_in(eval_key, i)
+    on_curve = i * config.nll_chunk < config.eval_examples  # past the curve's images, T steps suffice
+    q, elbos = final(params, key, x, config.eval_steps if on_curve else config.num_refinements)
+    if on_curve:
+      curves.append(jnp.mean(elbos, axis=-1))
+    if i * config.nll_chunk < config.nll_examples:
+      bounds.append(iwae(params, jax.random.fold_in(key, 1), q, x))
+  return {"nll": -float(jnp.mean(jnp.concatenate(bounds))),
+          "elbo_by_step": [float(v) for v in jnp.mean(jnp.stack(curves), axis=0)]}
+
+
 @rundir.owns_workdir
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   validate(config)
@@ -169,27 +196,14 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
 
   nll, elbo_by_step, params_of = {}, {}, {}
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  chunks = lambda n: [test_x[i:i + config.nll_chunk] for i in range(0, n, config.nll_chunk)]
   for name in config.models:
     state = trainer.fit(config, workdir, run=name, init=functools.partial(init, config, name),
                         loss_fn=functools.partial(loss, config=config, name=name),
                         batch=(train_images,), optimizer=optimizer, evaluation_fields=EVALUATION_FIELDS)
     params_of[name] = state.params
-    evaluate = jax.jit(functools.partial(final_posterior, config, name), static_argnums=3)
-    decoder = networks(config)[0]
-    iwae = jax.jit(lambda p, k, q, x: objectives.iwae_bound(k, q, _log_likelihood(decoder, p["decoder"], x),
-                                                             num_samples=config.nll_samples))
-    curves, bounds = [], []
-    for i, x in enumerate(chunks(max(config.eval_examples, config.nll_examples))):
-      key = jax.random.fold_in(eval_key, i)
-      on_curve = i * config.nll_chunk < config.eval_examples  # past the curve's images, T steps suffice
-      q, elbos = evaluate(state.params, key, x, config.eval_steps if on_curve else config.num_refinements)
-      if on_curve:
-        curves.append(jnp.mean(elbos, axis=-1))
-      if i * config.nll_chunk < config.nll_examples:
-        bounds.append(iwae(state.params, jax.random.fold_in(key, 1), q, x))
-    nll[name] = -float(jnp.mean(jnp.concatenate(bounds)))
-    elbo_by_step[name] = [float(v) for v in jnp.mean(jnp.stack(curves), axis=0)]
+    evaluation = trainer.evaluate_once(workdir, name, config, int(state.step),
+                                       functools.partial(evaluate, config, name, state.params, eval_key, test_x))
+    nll[name], elbo_by_step[name] = evaluation["nll"], evaluation["elbo_by_step"]
 
   baseline_decoder = "iterative_gradient" if "iterative_gradient" in params_of else config.models[0]
   optimizer_baseline = {}
@@ -198,7 +212,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     for lr in config.baseline_lrs:
       curve = jax.jit(functools.partial(optimizer_curve, config, optimizer=make(lr)))
       values = jnp.mean(jnp.stack([curve(params_of[baseline_decoder]["decoder"], jax.random.fold_in(eval_key, i), x)
-                                   for i, x in enumerate(chunks(config.eval_examples))]), axis=0)
+                                   for i, x in enumerate(_chunks(config, test_x, config.eval_examples))]), axis=0)
       if best is None or values[-1] > best[1][-1]:
         best = (lr, values)
     optimizer_baseline[f"{opt_name} (lr {best[0]:g})"] = [float(v) for v in best[1]]

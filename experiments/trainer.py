@@ -444,6 +444,25 @@ def _for_evaluation(state: TrainState) -> TrainState:
   return jax.device_put(state, jax.local_devices()[0])
 
 
+def evaluate_once(workdir: pathlib.Path, run: str, config: ml_collections.ConfigDict, step: int,
+                  evaluate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+  """`evaluate()`, the evaluation of run `run` trained to `step`, computed once: its result is kept in
+  workdir/evaluations/<run>.json with the step and the config it was made under, and read back while both are the
+  same, so that an experiment resumed after one of its runs finished does not evaluate that run again. Only
+  RESUMABLE_FIELDS may differ (where the data is, how often it logs); `evaluate` returns JSON values (finite
+  floats, lists, dicts), and JSON gives them back (tuples as lists)."""
+  made_under = {"run": run, "step": int(step), "config": trained_fields(config)}
+  path = workdir / "evaluations" / f"{run}.json"
+  if path.exists():
+    kept = json.loads(path.read_text())
+    if kept["made_under"] == made_under:
+      return kept["evaluation"]
+  evaluation = evaluate()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  write_results(path.parent, {"made_under": made_under, "evaluation": evaluation}, name=path.name)
+  return json.loads(json.dumps(evaluation))
+
+
 def write_results(workdir: pathlib.Path, results: dict[str, Any], name: str = "results.json") -> None:
   """Writes workdir/name (results.json), refusing non-finite numbers so that a broken run cannot look finished."""
   def check(value, path):

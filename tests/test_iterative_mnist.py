@@ -29,6 +29,10 @@ def test_iterative_mnist_end_to_end(tmp_path, mnist_data_dir):
   start = results["elbo_by_step"][results["optimizer_baseline_decoder"]][0]
   for curve in results["optimizer_baseline"].values():
     assert len(curve) == config.eval_steps + 1 and curve[0] == pytest.approx(start, rel=1e-6)
+  for name in iterative_mnist.MODELS:  # kept for a resume, as reported
+    kept = json.loads((tmp_path / "evaluations" / f"{name}.json").read_text())
+    assert kept["made_under"]["step"] == config.num_steps
+    assert kept["evaluation"] == {"nll": results["nll"][name], "elbo_by_step": results["elbo_by_step"][name]}
   assert (tmp_path / "elbo_by_step.png").stat().st_size > 0
   assert (tmp_path / "learning_curves.png").stat().st_size > 0
 

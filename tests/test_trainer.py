@@ -202,6 +202,31 @@ def test_write_results_refuses_non_finite_numbers(tmp_path):
   assert not (tmp_path / "results.json").exists()
 
 
+def test_evaluate_once_reads_back_its_result_until_the_config_or_step_changes(tmp_path):
+  calls = []
+
+  def evaluate():
+    calls.append(1)
+    return {"nll": 80.0 + len(calls), "curve": (1.0, 2.0)}
+
+  config = ml_collections.ConfigDict(dict(seed=0, nll_samples=10, log_every=5, data=dict(manual_dir="a")))
+  once = lambda config, step=100: trainer.evaluate_once(tmp_path, "standard", config, step, evaluate)
+  first = once(config)
+  assert first == {"nll": 81.0, "curve": [1.0, 2.0]} and len(calls) == 1  # as JSON gives it back
+  assert (tmp_path / "evaluations" / "standard.json").exists()
+  relocated = config.copy_and_resolve_references()
+  relocated.log_every, relocated.data.manual_dir = 50, "b"  # resumable fields: the same evaluation
+  assert once(relocated) == first and len(calls) == 1
+  changed = config.copy_and_resolve_references()
+  changed.nll_samples = 20
+  assert once(changed)["nll"] == 82.0 and len(calls) == 2  # another config: evaluated again, and kept
+  assert once(changed) == {"nll": 82.0, "curve": [1.0, 2.0]} and len(calls) == 2
+  assert once(changed, step=200)["nll"] == 83.0 and len(calls) == 3  # further trained: evaluated again
+  with pytest.raises(FloatingPointError, match="nll is nan"):
+    trainer.evaluate_once(tmp_path, "other", config, 100, lambda: {"nll": float("nan")})
+  assert not (tmp_path / "evaluations" / "other.json").exists()  # a broken evaluation is never read back
+
+
 def _scalar_events(directory: pathlib.Path) -> list[tuple[str, int, float]]:
   """(tag, step, value) of every scalar in the TensorBoard event files of `directory`, and any purge step as
   ("purge", step, nan): TFRecords of Event protos (length, its CRC, the proto, its CRC)."""
