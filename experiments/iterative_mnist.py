@@ -201,7 +201,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
                         loss_fn=functools.partial(loss, config=config, name=name),
                         batch=(train_images,), optimizer=optimizer, evaluation_fields=EVALUATION_FIELDS)
     params_of[name] = state.params
-    evaluation = trainer.evaluate_once(workdir, name, config, int(state.step),
+    evaluation = trainer.evaluate_once(workdir, name, config, state,
                                        functools.partial(evaluate, config, name, state.params, eval_key, test_x))
     nll[name], elbo_by_step[name] = evaluation["nll"], evaluation["elbo_by_step"]
 

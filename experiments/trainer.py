@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import pathlib
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -444,22 +446,54 @@ def _for_evaluation(state: TrainState) -> TrainState:
   return jax.device_put(state, jax.local_devices()[0])
 
 
-def evaluate_once(workdir: pathlib.Path, run: str, config: ml_collections.ConfigDict, step: int,
-                  evaluate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-  """`evaluate()`, the evaluation of run `run` trained to `step`, computed once: its result is kept in
-  workdir/evaluations/<run>.json with the step and the config it was made under, and read back while both are the
-  same, so that an experiment resumed after one of its runs finished does not evaluate that run again. Only
-  RESUMABLE_FIELDS may differ (where the data is, how often it logs); `evaluate` returns JSON values (finite
-  floats, lists, dicts), and JSON gives them back (tuples as lists)."""
-  made_under = {"run": run, "step": int(step), "config": trained_fields(config)}
-  path = workdir / "evaluations" / f"{run}.json"
-  if path.exists():
+def _fingerprint(tree: Any) -> str:
+  """sha256 of a pytree's structure and of its leaves' dtypes, shapes and bytes (on the host)."""
+  digest = hashlib.sha256(str(jax.tree_util.tree_structure(tree)).encode())
+  for leaf in jax.tree_util.tree_leaves(jax.device_get(tree)):
+    leaf = np.ascontiguousarray(leaf)
+    digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()
+
+
+def _kept_evaluation(path: pathlib.Path, made_under: dict[str, Any]) -> dict[str, Any] | None:
+  """The evaluation kept in `path` if it was made under `made_under`; None if it was not, and, with a warning naming
+  the file, if the file cannot be read as one."""
+  try:
     kept = json.loads(path.read_text())
     if kept["made_under"] == made_under:
-      return kept["evaluation"]
+      return dict(kept["evaluation"])
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    warnings.warn(f"{path} is not a kept evaluation ({type(error).__name__}: {error}); evaluating again",
+                  stacklevel=3)
+  return None
+
+
+def evaluate_once(workdir: pathlib.Path, run: str, config: ml_collections.ConfigDict, state: TrainState,
+                  evaluate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+  """`evaluate()`, the evaluation of run `run` in the trained `state`, computed once.
+
+  Its result is kept in workdir/evaluations/<run>.json with what it was made under: the run, the state's step and a
+  fingerprint of its parameters, the config (but RESUMABLE_FIELDS: where the data is, how often it logs), and the
+  JAX version and backend. While all of these are the same it is read back, so that an experiment resumed after
+  one of its runs finished does not evaluate that run again. A change to the evaluation's code is not seen: delete
+  workdir/evaluations to evaluate again. `evaluate` returns a dict of JSON values (finite floats, lists, dicts),
+  and JSON gives them back (tuples as lists).
+
+  Raises:
+    FloatingPointError: the evaluation holds a non-finite number (named, with the run); nothing is kept.
+  """
+  made_under = {"run": run, "step": int(state.step), "params": _fingerprint(state.params),
+                "config": trained_fields(config), "jax": jax.__version__, "backend": jax.default_backend()}
+  path = workdir / "evaluations" / f"{run}.json"
+  if path.exists() and (kept := _kept_evaluation(path, made_under)) is not None:
+    return kept
   evaluation = evaluate()
   path.parent.mkdir(parents=True, exist_ok=True)
-  write_results(path.parent, {"made_under": made_under, "evaluation": evaluation}, name=path.name)
+  try:
+    write_results(path.parent, {"made_under": made_under, "evaluation": evaluation}, name=path.name)
+  except FloatingPointError as error:
+    raise FloatingPointError(f"the evaluation of run {run!r} at step {int(state.step)}: {error}") from None
   return json.loads(json.dumps(evaluation))
 
 

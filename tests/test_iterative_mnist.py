@@ -13,7 +13,7 @@ from experiments.configs import iterative_mnist as iterative_config
 from tests.conftest import MNIST_MANUAL_DIR
 
 
-def test_iterative_mnist_end_to_end(tmp_path, mnist_data_dir):
+def test_iterative_mnist_end_to_end(tmp_path, mnist_data_dir, monkeypatch):
   config = iterative_config.get_config("quick")
   config.data.manual_dir, config.data.data_dir = str(MNIST_MANUAL_DIR), str(mnist_data_dir)
   iterative_mnist.run(config, tmp_path)
@@ -35,6 +35,12 @@ def test_iterative_mnist_end_to_end(tmp_path, mnist_data_dir):
     assert kept["evaluation"] == {"nll": results["nll"][name], "elbo_by_step": results["elbo_by_step"][name]}
   assert (tmp_path / "elbo_by_step.png").stat().st_size > 0
   assert (tmp_path / "learning_curves.png").stat().st_size > 0
+  # Run again, every model finished: the evaluations are read back, not made again, and the results are the same.
+  def evaluated_again(*args):
+    raise AssertionError("a finished model was evaluated again")
+
+  monkeypatch.setattr(iterative_mnist, "evaluate", evaluated_again)
+  assert json.loads(json.dumps(iterative_mnist.run(config, tmp_path))) == results
 
 
 def test_iterative_training_gradients_follow_the_two_losses():

@@ -202,7 +202,7 @@ def test_write_results_refuses_non_finite_numbers(tmp_path):
   assert not (tmp_path / "results.json").exists()
 
 
-def test_evaluate_once_reads_back_its_result_until_the_config_or_step_changes(tmp_path):
+def test_evaluate_once_reads_back_its_result_until_what_it_was_made_under_changes(tmp_path):
   calls = []
 
   def evaluate():
@@ -210,21 +210,40 @@ def test_evaluate_once_reads_back_its_result_until_the_config_or_step_changes(tm
     return {"nll": 80.0 + len(calls), "curve": (1.0, 2.0)}
 
   config = ml_collections.ConfigDict(dict(seed=0, nll_samples=10, log_every=5, data=dict(manual_dir="a")))
-  once = lambda config, step=100: trainer.evaluate_once(tmp_path, "standard", config, step, evaluate)
+  state = init_train_state({"w": jnp.arange(3.0)}, optax.sgd(0.1))._replace(step=jnp.asarray(100))
+  once = lambda config, state=state: trainer.evaluate_once(tmp_path, "standard", config, state, evaluate)
   first = once(config)
   assert first == {"nll": 81.0, "curve": [1.0, 2.0]} and len(calls) == 1  # as JSON gives it back
-  assert (tmp_path / "evaluations" / "standard.json").exists()
   relocated = config.copy_and_resolve_references()
   relocated.log_every, relocated.data.manual_dir = 50, "b"  # resumable fields: the same evaluation
-  assert once(relocated) == first and len(calls) == 1
+  restored = jax.tree_util.tree_map(np.array, state)  # the same values, as a restore gives them
+  assert once(relocated, restored) == first and len(calls) == 1
   changed = config.copy_and_resolve_references()
   changed.nll_samples = 20
   assert once(changed)["nll"] == 82.0 and len(calls) == 2  # another config: evaluated again, and kept
   assert once(changed) == {"nll": 82.0, "curve": [1.0, 2.0]} and len(calls) == 2
-  assert once(changed, step=200)["nll"] == 83.0 and len(calls) == 3  # further trained: evaluated again
-  with pytest.raises(FloatingPointError, match="nll is nan"):
-    trainer.evaluate_once(tmp_path, "other", config, 100, lambda: {"nll": float("nan")})
-  assert not (tmp_path / "evaluations" / "other.json").exists()  # a broken evaluation is never read back
+  assert once(changed, state._replace(step=jnp.asarray(200)))["nll"] == 83.0  # further trained
+  retrained = state._replace(params={"w": jnp.arange(3.0) + 1e-6})  # same step and config, other weights
+  assert once(changed, retrained)["nll"] == 84.0 and len(calls) == 4
+
+
+@pytest.mark.parametrize("text", ["", "{torn", "[1]", '{"nll": 1.0}'])
+def test_evaluate_once_evaluates_again_over_a_file_it_cannot_read_and_says_so(tmp_path, text):
+  state = init_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1))
+  path = tmp_path / "evaluations" / "standard.json"
+  path.parent.mkdir()
+  path.write_text(text)
+  with pytest.warns(UserWarning, match=f"{path} is not a kept evaluation"):
+    assert trainer.evaluate_once(tmp_path, "standard", ml_collections.ConfigDict(), state, lambda: {"a": 1.0}) == {
+        "a": 1.0}
+  assert json.loads(path.read_text())["evaluation"] == {"a": 1.0}
+
+
+def test_evaluate_once_keeps_no_non_finite_evaluation_and_names_the_run(tmp_path):
+  state = init_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1))
+  with pytest.raises(FloatingPointError, match=r"evaluation of run 'other' at step 0: results.evaluation.nll is nan"):
+    trainer.evaluate_once(tmp_path, "other", ml_collections.ConfigDict(), state, lambda: {"nll": float("nan")})
+  assert not (tmp_path / "evaluations" / "other.json").exists()
 
 
 def _scalar_events(directory: pathlib.Path) -> list[tuple[str, int, float]]:
