@@ -438,6 +438,7 @@ OPEN = """### What stays open
 
 - Small NORB (Table 2's lower half): the dataset cannot be downloaded on the project's machine. Its pipeline, its conv
   models and their training are tested on small files the tests write in the dataset's format; no number is reported.
-- Marino et al.'s converged test NLL takes about a thousand epochs, which the 2-core machine cannot run; the
-  iterative-inference table above fills in from the default budget's result files as they are recorded.
+- Marino et al.'s converged test NLL takes about a thousand epochs, which the 2-core machine cannot run. The two
+  iterative-inference tables above give what the default budget measured instead: 20,000 steps (about 21 epochs)
+  per model, one seed, so they compare the models at equal cost, not at convergence.
 """
