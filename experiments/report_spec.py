@@ -70,6 +70,9 @@ BASELINE_VARIANTS = (("vhe", "sparse", "none", "VHE"), ("vhe", "sparse", "clamp"
 ANCHOR_SETTINGS = (("first-point", "2d_anchor_first"), ("farthest-point", "2d"))
 FIRST_POINT_ROWS = "the first-point anchor's rows add --config.decoder_labels=anchored"
 
+ITERATIVE_MNIST_COMMAND = ("python -m experiments.iterative_mnist --config.data.manual_dir=../shared/data/mnist "
+                           "--config.seed=K --workdir DIR")
+
 TABLES: tuple[Table, ...] = (
     Table("clustering", "Clustering error on 1000 unseen mixtures (%)",
           (*_clustering_rows("1d"), *_clustering_rows("2d"),
@@ -208,8 +211,7 @@ TABLES: tuple[Table, ...] = (
           note="The paper's numbers come after about a thousand epochs; the default budget is 20,000 steps of batch "
                "64 (about 21 epochs), the same for every model, so ours compare the models at equal cost rather than "
                "at convergence.",
-          command="python -m experiments.iterative_mnist --config.data.manual_dir=../shared/data/mnist "
-                  "--config.seed=K --workdir DIR"),
+          command=ITERATIVE_MNIST_COMMAND),
     Table("iterative_mnist", "Iterative amortized inference (Marino et al.): test ELBO by inference step on "
           "binarised MNIST, nats (1000 test images)",
           (Row("standard amortized inference (one step)", "default", "elbo_by_step.standard.0"),
@@ -220,10 +222,9 @@ TABLES: tuple[Table, ...] = (
              for k in (1, 2, 5, 10, 50))), digits=2,
           note="The iterative models are trained with T = 5 refinement steps; the rows past 5 show whether the "
                "refinement keeps improving the ELBO or drifts beyond the steps it was trained for. The same "
-               "results files hold the test ELBO of SGD and Adam run on the posterior directly "
+               "result files hold the test ELBO of SGD and Adam run on the posterior directly "
                "(`optimizer_baseline`), from the prior's initialisation, with the iterative model's decoder.",
-          command="python -m experiments.iterative_mnist --config.data.manual_dir=../shared/data/mnist "
-                  "--config.seed=K --workdir DIR"),
+          command=ITERATIVE_MNIST_COMMAND),
     Table("mnist_baselines", "The original code's departures on MNIST (one seed): mean linear-probe accuracy at 600 "
           "steps (the epoch its inverted checkpoint selection keeps) and at 3000",
           tuple(Row(f"{transform}, {split}: {label}, {steps} steps",
